@@ -1,0 +1,45 @@
+"""`resnetlab summary` and the summary it prints."""
+
+import json
+
+import pytest
+
+from resnetlab.cli import main
+from resnetlab.models import create_model
+from resnetlab.models.summary import summarize
+
+
+def test_resnet20_macs_about_41m():
+    summary = summarize(create_model("resnet20"), (3, 32, 32))
+    assert 40e6 < summary.macs < 42e6
+    assert summary.trainable_params == 269_722
+    assert summary.bn_running_stats == 2 * sum(m.num_features for m in create_model("resnet20").modules()
+                                               if m.__class__.__name__ == "BatchNorm2d")
+    assert summary.layers[-1].name == "fc" and summary.layers[-1].output_shape == [1, 10]
+
+
+def test_summary_cli_prints_table(capsys):
+    assert main(["summary", "resnet20"]) == 0
+    out = capsys.readouterr().out
+    assert "layer3.2.conv2 (Conv2d)" in out and "(None, 64, 8, 8)" in out
+    assert "Trainable params: 269,722" in out and "MACs" in out and "Activation memory" in out
+
+
+def test_summary_cli_json(capsys):
+    assert main(["summary", "keras_resnet20v1", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["total_params"] == 274_442 and data["trainable_params"] == 273_066
+    assert data["input_shape"] == [3, 32, 32] and data["macs"] > 0
+
+
+def test_summary_cli_custom_input(capsys):
+    assert main(["summary", "resnet18", "--input", "3x64x64", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["input_shape"] == [3, 64, 64]
+
+
+@pytest.mark.parametrize("argv, message", [(["summary", "resnet21"], "6n+2"),
+                                           (["summary", "resnt56"], "did you mean")])
+def test_bad_model_is_one_line_and_exit_2(capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
