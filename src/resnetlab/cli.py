@@ -9,12 +9,13 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from resnetlab.errors import UserError
+from resnetlab.train.loop import TrainingStopped
 
 EXIT_USAGE = 2
-Command = Callable[[argparse.Namespace], int | None]
+EXIT_STOPPED = 130
 
 
 def parse_input_shape(text: str) -> tuple[int, ...]:
@@ -82,12 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(func=cmd_list)
 
-    for register in _COMMAND_MODULES:
-        register(commands)
+    from resnetlab.cli_train import add_train_commands
+
+    add_train_commands(commands)
     return parser
-
-
-_COMMAND_MODULES: list[Callable[[argparse._SubParsersAction], None]] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -100,6 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except TrainingStopped as stopped:
+        print(f"resnetlab {args.command}: {stopped}", file=sys.stderr)
+        return EXIT_STOPPED
     except KeyboardInterrupt:
         print(f"resnetlab {args.command}: interrupted", file=sys.stderr)
         return 130

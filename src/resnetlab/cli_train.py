@@ -1,0 +1,213 @@
+"""The training-side commands of the CLI: train, eval, predict, plot, recipes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from resnetlab.errors import UserError
+
+# Flags that set a TrainConfig field directly: flag -> (field, type, help).
+CONFIG_FLAGS: dict[str, tuple[str, type, str]] = {
+    "--model": ("model", str, "model name, e.g. resnet56 (see `resnetlab list`)"),
+    "--data": ("data", str, "PATH (folder or archive), cifar10, cifar100 or synthetic"),
+    "--lr": ("lr", float, "peak learning rate"),
+    "--batch-size": ("batch_size", int, "training batch size"),
+    "--wd": ("weight_decay", float, "SGD-style weight decay"),
+    "--momentum": ("momentum", float, "SGD momentum"),
+    "--optimizer": ("optimizer", str, "sgd, adam or adamw"),
+    "--schedule": ("schedule", str, "step, keras, cosine, onecycle or constant"),
+    "--label-smoothing": ("label_smoothing", float, "label smoothing of the cross-entropy"),
+    "--val-split": ("val_split", int, "training images held out for validation (0: none)"),
+    "--augmentation": ("augmentation", str, "crop_flip, keras or none"),
+    "--normalization": ("normalization", str, "pixel_mean, channel or none"),
+    "--shortcut": ("shortcut", str, "shortcut option A, B or C"),
+    "--image-size": ("image_size", int, "side length images are resized to"),
+    "--seed": ("seed", int, "random seed"),
+    "--device": ("device", str, "auto, cpu, cuda or cuda:N"),
+    "--amp": ("amp", str, "auto (bf16 on CUDA), bf16 or off"),
+    "--channels-last": ("channels_last", str, "auto (on CUDA), on or off"),
+    "--log-every": ("log_every", int, "steps between progress updates"),
+}
+SWITCHES = {"--compile": "compile", "--deterministic": "deterministic",
+            "--wd-exclude-norm-bias": "wd_exclude_norm_bias"}
+FIXED_ON_RESUME = ("model", "shortcut", "zero_init_residual", "data", "image_size", "val_split", "normalization",
+                   "seed", "batch_size")
+
+
+def parse_set(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with VALUE read as TOML (``lr=0.05``, ``milestones=[0.5, 0.75]``, ``schedule="cosine"``)."""
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"--set takes KEY=VALUE, got {text!r}")
+    try:
+        return key.strip(), tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        return key.strip(), value  # a bare word is a string
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds takes integers separated by commas, got {text!r}") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("--seeds needs at least one seed")
+    return seeds
+
+
+def collect_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Only what the user typed: on resume these, and nothing else, change the stored config."""
+    given = vars(args)
+    overrides = {name: given[name] for name, *_ in CONFIG_FLAGS.values() if given.get(name) is not None}
+    overrides.update({name: True for name in SWITCHES.values() if given.get(name)})
+    if args.epochs is not None:
+        overrides.update(epochs=args.epochs, iterations=0)
+    if args.iterations is not None:
+        overrides.update(iterations=args.iterations, epochs=0)
+    for key, value in args.set or []:
+        overrides[key] = value
+    return overrides
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from resnetlab.train.checkpoint import list_checkpoints, load_latest
+    from resnetlab.train.config import resolve_config
+    from resnetlab.train.loop import fit
+    from resnetlab.train.seeds import fit_seeds
+
+    overrides = collect_overrides(args)
+    run_dir = Path(args.resume or args.out or f"runs/{overrides.get('model', args.recipe)}-{args.recipe}")
+    if args.resume and not list_checkpoints(run_dir):
+        raise UserError(f"--resume {run_dir}: no checkpoint there to resume from")
+    if args.no_resume and list_checkpoints(run_dir):
+        raise UserError(f"{run_dir} already holds a run; choose another --out or drop --no-resume to continue it")
+    stored = load_latest(run_dir) if list_checkpoints(run_dir) else None
+    if stored is not None:
+        for key in FIXED_ON_RESUME:
+            if key in overrides and overrides[key] != stored.state["config"][key]:
+                raise UserError(f"cannot change {key} of an existing run ({run_dir} has "
+                                f"{stored.state['config'][key]!r}); use another --out")
+    config = resolve_config(args.recipe, args.config, overrides)
+    show = False if args.quiet else None
+    if args.seeds:
+        summary = fit_seeds(config, run_dir, args.seeds, show_progress=show, overrides=overrides)
+        print(f"summary: {run_dir / 'summary.md'}")
+        for key in ("final_test_acc", "selected_test_acc"):
+            if summary[key]["n"]:
+                print(f"{key}: {100 * summary[key]['mean']:.2f} +- {100 * summary[key]['std']:.2f} %")
+        return
+    results = fit(config, run_dir, resume=not args.no_resume, overrides=overrides, show_progress=show)
+    print(f"done: {run_dir}  final test accuracy {100 * (results['final_test_acc'] or 0):.2f}%"
+          + (f", {results['selected_on']}-selected (epoch {results['selected_epoch']}) test accuracy "
+             f"{100 * results['selected_test_acc']:.2f}%" if results["selected_test_acc"] is not None else "")
+          + f", {results['wall_seconds']:.0f} s")
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from resnetlab.train.environment import pick_device
+    from resnetlab.train.inference import evaluate_checkpoint, load_trained
+
+    device = pick_device(args.device)
+    trained = load_trained(args.checkpoint, device)
+    data = args.data or trained.metadata.get("data") or None
+    result = evaluate_checkpoint(trained, data, args.split, device)
+    report = {"checkpoint": str(trained.source), "split": args.split, "images": result.count,
+              "accuracy": result.accuracy, "error": result.error, "loss": result.loss,
+              "per_class_accuracy": dict(zip(trained.classes, result.per_class_accuracy())),
+              "confusion_matrix": result.confusion.tolist(), "classes": trained.classes}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    print(f"{trained.source}: {args.split} accuracy {100 * result.accuracy:.2f}% "
+          f"(error {100 * result.error:.2f}%), loss {result.loss:.4f}, {result.count} images")
+    width = max(len(name) for name in trained.classes)
+    print("\nper-class accuracy:")
+    for name, accuracy in report["per_class_accuracy"].items():
+        print(f"  {name:<{width}} {100 * accuracy:6.2f}%")
+    print("\nconfusion matrix (rows: true class, columns: predicted):")
+    print(" " * (width + 2) + " ".join(f"{name[:5]:>5}" for name in trained.classes))
+    for name, row in zip(trained.classes, report["confusion_matrix"]):
+        print(f"  {name:<{width}}" + " ".join(f"{count:>5}" for count in row))
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from resnetlab.train.inference import load_trained, predict_files
+
+    predictions = predict_files(load_trained(args.checkpoint), args.images, args.top_k)
+    if args.json:
+        print(json.dumps(predictions, indent=2))
+        return
+    for prediction in predictions:
+        ranked = ", ".join(f"{p['class']} {100 * p['probability']:.1f}%" for p in prediction["top"])
+        print(f"{prediction['file']}: {ranked}")
+
+
+def cmd_plot(args: argparse.Namespace) -> None:
+    from resnetlab.plots import plot_runs
+
+    path = plot_runs(args.runs, args.output, x_axis=args.x, title=args.title or "")
+    print(f"wrote {path} and {path.with_suffix('.csv')}")
+
+
+def cmd_recipes(args: argparse.Namespace) -> None:
+    from resnetlab.train.config import recipe_description, recipe_names, recipe_values
+
+    for name in recipe_names():
+        print(f"{name}: {recipe_description(name)}")
+        if args.verbose:
+            for key, value in recipe_values(name).items():
+                print(f"    {key} = {value!r}")
+        print()
+
+
+def add_train_commands(commands: argparse._SubParsersAction) -> None:
+    train = commands.add_parser("train", help="train a model (resumes an existing run directory)")
+    train.add_argument("--recipe", default="paper", help="paper, keras or fast (see `resnetlab recipes`)")
+    train.add_argument("--config", help="TOML file of config values, applied over the recipe")
+    train.add_argument("--out", help="run directory (default runs/<model>-<recipe>)")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue this run with its stored config")
+    train.add_argument("--no-resume", action="store_true", help="refuse to continue an existing run directory")
+    train.add_argument("--epochs", type=int, help="train for this many epochs (replaces the recipe's length)")
+    train.add_argument("--iterations", type=int, help="train for this many steps (replaces the recipe's length)")
+    train.add_argument("--seeds", type=parse_seeds, help="several runs, e.g. 0,1,2: writes mean +- std")
+    train.add_argument("--set", type=parse_set, action="append", metavar="KEY=VALUE",
+                       help="any config field, e.g. --set milestones=[0.5,0.75] (repeatable)")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    for flag, (name, kind, text) in CONFIG_FLAGS.items():
+        train.add_argument(flag, dest=name, type=kind, help=text)
+    for flag, name in SWITCHES.items():
+        train.add_argument(flag, dest=name, action="store_true", default=None)
+    train.set_defaults(func=cmd_train)
+
+    evaluation = commands.add_parser("eval", help="accuracy, loss, per-class accuracy, confusion matrix")
+    evaluation.add_argument("checkpoint", help="run directory (its best, else last checkpoint), checkpoint "
+                                               "directory or model.safetensors")
+    evaluation.add_argument("--data", help="dataset (default: the one the model was trained on)")
+    evaluation.add_argument("--split", choices=["test", "train"], default="test")
+    evaluation.add_argument("--device", default="auto")
+    evaluation.add_argument("--json", action="store_true")
+    evaluation.set_defaults(func=cmd_eval)
+
+    predict = commands.add_parser("predict", help="top-k classes of image files")
+    predict.add_argument("checkpoint")
+    predict.add_argument("images", nargs="+", help="image files of any size (resized to the model's input)")
+    predict.add_argument("--top-k", type=int, default=3)
+    predict.add_argument("--json", action="store_true")
+    predict.set_defaults(func=cmd_predict)
+
+    plot = commands.add_parser("plot", help="learning curves of one or more runs")
+    plot.add_argument("runs", nargs="+", help="run directories")
+    plot.add_argument("-o", "--output", default="curves.png", help="PNG to write (a CSV is written beside it)")
+    plot.add_argument("--x", choices=["epoch", "step"], default="epoch", help="x axis: epochs or iterations")
+    plot.add_argument("--title")
+    plot.set_defaults(func=cmd_plot)
+
+    recipes = commands.add_parser("recipes", help="the named training recipes")
+    recipes.add_argument("-v", "--verbose", action="store_true", help="show every value")
+    recipes.set_defaults(func=cmd_recipes)
+
+

@@ -1,0 +1,180 @@
+"""Checkpoints that cannot run code and cannot be half-written.
+
+A checkpoint is a directory ``checkpoints/step-00012345/`` (or ``best-...``) holding
+- ``model.safetensors``: the model's state dict, plus JSON metadata (model name and options, classes, image
+  size, normalizer, step) so that eval, predict and export need nothing else;
+- ``state.pt``: optimizer, schedule, RNG and progress state, a plain dict of tensors and numbers read back
+  with ``torch.load(weights_only=True)``, which refuses pickled code.
+Both files are written into a temporary directory that is renamed into place in one step, so a kill or a full
+disk leaves either the old checkpoint set or the new one, never a torn one. Older ones are pruned afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from resnetlab.errors import CheckpointError
+
+FORMAT = "resnetlab-checkpoint/1"
+MODEL_FILE = "model.safetensors"
+STATE_FILE = "state.pt"
+_NAME = re.compile(r"(step|best)-(\d{8})")
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    model_state: dict[str, torch.Tensor]
+    metadata: dict[str, Any]
+    state: dict[str, Any] | None  # None when only the weights file was given
+
+    @property
+    def step(self) -> int:
+        return int(self.metadata["step"])
+
+
+def checkpoints_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def save_checkpoint(run_dir: Path, kind: str, model_state: dict[str, torch.Tensor], metadata: dict[str, Any],
+                    state: dict[str, Any], keep: int = 2) -> Path:
+    """Write one checkpoint atomically and prune older ones of the same kind (``keep`` newest remain)."""
+    folder = checkpoints_dir(run_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"{kind}-{int(metadata['step']):08d}"
+    temporary = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder))
+    try:
+        tensors = {key: value.detach().cpu().contiguous() for key, value in model_state.items()}
+        save_file(tensors, temporary / MODEL_FILE, metadata={"format": FORMAT, "resnetlab": json.dumps(metadata)})
+        torch.save({**state, "format": FORMAT, "step": int(metadata["step"])}, temporary / STATE_FILE)
+        _fsync_dir(temporary)
+        if final.exists():  # the same step saved again (e.g. a stop request right after an epoch's checkpoint)
+            stale = folder / f".old-{final.name}-{os.getpid()}"
+            final.rename(stale)
+            temporary.rename(final)
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            temporary.rename(final)
+        _fsync_dir(folder)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    for old in list_checkpoints(run_dir, kind)[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _fsync_dir(path: Path) -> None:
+    for file in [*path.iterdir(), path] if path.is_dir() else [path]:
+        if file.is_file() or file == path:
+            try:
+                fd = os.open(file, os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                os.fsync(fd)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+
+
+def list_checkpoints(run_dir: Path, kind: str = "step") -> list[Path]:
+    """Complete checkpoints of one kind, newest first (temporary directories of killed writes are skipped)."""
+    folder = checkpoints_dir(run_dir)
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(2)), p) for p in folder.iterdir() if (m := _NAME.fullmatch(p.name)) and m.group(1) == kind]
+    return [path for _, path in sorted(found, reverse=True)]
+
+
+def clean_temporary(run_dir: Path) -> None:
+    """Remove what killed writes left behind."""
+    folder = checkpoints_dir(run_dir)
+    if folder.is_dir():
+        for leftover in folder.glob(".tmp-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        for leftover in folder.glob(".old-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The model state and resnetlab metadata of a ``model.safetensors`` file."""
+    try:
+        tensors = load_file(path)
+        with safe_open(path, framework="pt") as handle:
+            raw = handle.metadata() or {}
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint file not found: {path}") from None
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path}: not a readable safetensors checkpoint ({error})") from None
+    if raw.get("format") != FORMAT or "resnetlab" not in raw:
+        raise CheckpointError(f"{path}: not a resnetlab checkpoint (no resnetlab metadata)")
+    try:
+        metadata = json.loads(raw["resnetlab"])
+    except json.JSONDecodeError:
+        raise CheckpointError(f"{path}: corrupt checkpoint metadata") from None
+    return tensors, metadata
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    """Training state; ``weights_only=True`` makes torch refuse anything but tensors and plain containers."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint file not found: {path}") from None
+    except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{path}: unreadable or unsafe training state ({first_line})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a resnetlab training state")
+    return state
+
+
+def load_checkpoint(path: str | Path, with_state: bool = True) -> Checkpoint:
+    """Load a checkpoint directory or a ``model.safetensors`` file; a run directory means its best, else last."""
+    path = Path(path)
+    if path.is_dir() and checkpoints_dir(path).is_dir():
+        candidates = list_checkpoints(path, "best") + list_checkpoints(path, "step")
+        if not candidates:
+            raise CheckpointError(f"{path}: run directory has no checkpoint yet")
+        path = candidates[0]
+    if path.is_dir():
+        weights_file, state_file = path / MODEL_FILE, path / STATE_FILE
+    elif path.suffix == ".safetensors":
+        weights_file, state_file, with_state = path, None, False
+    elif not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    else:
+        raise CheckpointError(f"{path}: expected a checkpoint directory, a run directory or a .safetensors file")
+    model_state, metadata = read_weights(weights_file)
+    state = None
+    if with_state:
+        state = read_state(state_file)
+        if int(state["step"]) != int(metadata["step"]):
+            raise CheckpointError(f"{path}: weights (step {metadata['step']}) and state (step {state['step']}) "
+                                  "do not belong together")
+    return Checkpoint(path, model_state, metadata, state)
+
+
+def load_latest(run_dir: Path) -> Checkpoint | None:
+    """The newest loadable ``step-`` checkpoint; a corrupt one is reported and the previous one used instead."""
+    for path in list_checkpoints(run_dir, "step"):
+        try:
+            return load_checkpoint(path)
+        except CheckpointError as error:
+            warnings.warn(f"{error}; falling back to the previous checkpoint", stacklevel=2)
+    return None

@@ -1,0 +1,68 @@
+"""The run directory's human- and machine-readable records: history (CSV + JSON lines), config, results.
+
+Every file is rewritten whole through a temporary file and a rename, so a reader (or a killed run) never sees a
+half-written line. The history rows also live in each checkpoint, so a resumed run's history is exactly the
+history of the checkpoint it resumed from.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+HISTORY_FIELDS = [
+    "epoch", "step", "lr", "train_loss", "train_acc", "train_error", "val_loss", "val_acc", "val_error",
+    "test_loss", "test_acc", "test_error", "epoch_seconds", "wall_seconds", "images_per_sec",
+]
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _clean(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def write_history(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=HISTORY_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: ("" if _clean(row.get(key)) is None else row.get(key)) for key in HISTORY_FIELDS})
+    atomic_write_text(run_dir / "history.csv", buffer.getvalue())
+    atomic_write_text(run_dir / "history.jsonl",
+                      "".join(json.dumps({k: _clean(v) for k, v in row.items()}) + "\n" for row in rows))
+
+
+def read_history(run_dir: Path) -> list[dict[str, Any]]:
+    """Rows of ``history.jsonl`` (or ``history.csv``), numbers as floats, missing values as None."""
+    run_dir = Path(run_dir)
+    if (run_dir / "history.jsonl").exists():
+        return [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines() if line.strip()]
+    if (run_dir / "history.csv").exists():
+        with open(run_dir / "history.csv", newline="") as handle:
+            return [{key: (float(value) if value not in ("", None) else None) for key, value in row.items()}
+                    for row in csv.DictReader(handle)]
+    return []
+
+
+def write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")

@@ -1,0 +1,75 @@
+"""Using a trained checkpoint: rebuild its model and preprocessing, evaluate a split, classify image files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from resnetlab.data import DeviceLoader, Normalizer, load_dataset
+from resnetlab.data.decode import decode_image
+from resnetlab.errors import CheckpointError, DataError
+from resnetlab.models import create_model
+from resnetlab.train.checkpoint import load_checkpoint
+from resnetlab.train.evaluate import Evaluation, evaluate
+
+
+@dataclass
+class TrainedModel:
+    model: nn.Module
+    normalizer: Normalizer
+    classes: list[str]
+    image_size: int
+    metadata: dict[str, Any]
+    source: Path
+
+
+def load_trained(path: str | Path, device: torch.device | str = "cpu") -> TrainedModel:
+    """A checkpoint (run directory, checkpoint directory or model.safetensors) ready for inference, eval mode."""
+    checkpoint = load_checkpoint(path, with_state=False)
+    meta = checkpoint.metadata
+    try:
+        model = create_model(meta["model"], **meta["model_kwargs"])
+        model.load_state_dict(checkpoint.model_state)
+        normalizer = Normalizer.from_state_dict({key: torch.tensor(value, dtype=torch.float32)
+                                                 if isinstance(value, list) else value
+                                                 for key, value in meta["normalizer"].items()})
+    except (KeyError, RuntimeError) as error:
+        first_line = str(error).strip().splitlines()[0]
+        raise CheckpointError(f"{checkpoint.path}: checkpoint does not match its model ({first_line})") from None
+    return TrainedModel(model.to(device).eval(), normalizer, list(meta["classes"]), int(meta["image_size"]), meta,
+                        checkpoint.path)
+
+
+def evaluate_checkpoint(trained: TrainedModel, data: str | None, split: str = "test",
+                        device: torch.device | str = "cpu", batch_size: int = 500) -> Evaluation:
+    """Accuracy, loss and confusion matrix of ``split`` ("test" or "train") of a dataset."""
+    dataset = load_dataset(data, image_size=trained.image_size)
+    if dataset.classes != trained.classes:
+        raise DataError(f"the data's classes {dataset.classes[:5]}... differ from the checkpoint's "
+                        f"{trained.classes[:5]}...")
+    arrays = dataset.test if split == "test" else dataset.train
+    loader = DeviceLoader(arrays, batch_size, device=device, normalizer=trained.normalizer, shuffle=False,
+                          drop_last=False)
+    return evaluate(trained.model, loader.epoch(0), len(trained.classes), torch.device(device))
+
+
+@torch.no_grad()
+def predict_files(trained: TrainedModel, paths: list[str | Path], top_k: int = 3) -> list[dict[str, Any]]:
+    """Top-k classes and probabilities for each image file, resized to the model's input size."""
+    for path in paths:
+        if not Path(path).is_file():
+            raise DataError(f"not a file: {path}")
+    images = np.stack([decode_image(str(path), Path(path), trained.image_size) for path in paths])
+    device = next(trained.model.parameters()).device
+    batch = torch.from_numpy(images).to(device).permute(0, 3, 1, 2)
+    probabilities = torch.softmax(trained.model(trained.normalizer(batch)).float(), dim=1)
+    k = min(top_k, len(trained.classes))
+    values, indices = probabilities.topk(k, dim=1)
+    return [{"file": str(path),
+             "top": [{"class": trained.classes[i], "probability": p} for p, i in zip(v.tolist(), ix.tolist())]}
+            for path, v, ix in zip(paths, values, indices)]

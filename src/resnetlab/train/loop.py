@@ -1,0 +1,400 @@
+"""The training loop, one for every recipe. Read top to bottom: set up (or resume), then epochs of steps, each
+epoch ending in evaluation, a history row and a checkpoint.
+
+Speed habits (airbench): the dataset sits on the device and is augmented there in batches; the step runs under
+bf16 autocast on CUDA with channels_last; the host waits for the device only every ``log_every`` steps, when the
+window of per-step losses is read back (which also finds the exact step of a non-finite loss).
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from resnetlab.data import DeviceLoader, Normalizer, fit_normalizer, load_dataset, split_validation
+from resnetlab.errors import CheckpointError, UserError
+from resnetlab.models import create_model, model_info
+from resnetlab.train.checkpoint import (clean_temporary, list_checkpoints, load_latest, save_checkpoint)
+from resnetlab.train.config import TrainConfig, coerce, to_toml
+from resnetlab.train.environment import describe_environment, pick_device, seed_everything
+from resnetlab.train.evaluate import autocast_context, evaluate
+from resnetlab.train.history import atomic_write_text, write_history, write_json
+from resnetlab.train.optim import build_optimizer, conv_kernels, l2_penalty, set_lr
+from resnetlab.train.schedule import PlateauState, WarmupState, effective_lr
+
+EVAL_BATCH_SIZE = 500
+Log = Callable[[str], None]
+
+
+class NonFiniteLoss(UserError):
+    """The loss became NaN or infinite; the run stops and its last good checkpoint stays."""
+
+
+class TrainingStopped(Exception):
+    """A stop was requested (SIGTERM, Ctrl-C); a checkpoint at the current step has been written."""
+
+    def __init__(self, run_dir: Path, step: int) -> None:
+        super().__init__(f"stopped at step {step}; checkpoint saved. Resume with: resnetlab train --resume {run_dir}")
+        self.run_dir, self.step = run_dir, step
+
+
+@dataclass
+class Progress:
+    """Where the run is; saved in every checkpoint so that a resumed run continues exactly."""
+
+    step: int = 0
+    epoch: int = 0  # the epoch in progress, from 0
+    batch: int = 0  # the next batch of that epoch
+    epoch_loss_sum: float = 0.0
+    epoch_correct: int = 0
+    epoch_count: int = 0
+    epoch_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    best_metric: float = -1.0
+    best_epoch: int = -1
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Session:
+    """Everything one run holds while it trains."""
+
+    config: TrainConfig
+    run_dir: Path
+    device: torch.device
+    amp: bool
+    model: nn.Module
+    train_model: nn.Module  # the model, or its compiled wrapper
+    optimizer: torch.optim.Optimizer
+    normalizer: Normalizer
+    classes: list[str]
+    train_loader: DeviceLoader
+    eval_loaders: dict[str, DeviceLoader]
+    progress: Progress
+    warmup: WarmupState
+    plateau: PlateauState
+    log: Log
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.train_loader)
+
+    @property
+    def total_steps(self) -> int:
+        return self.config.total_steps(self.steps_per_epoch)
+
+
+def model_kwargs(config: TrainConfig, num_classes: int) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"num_classes": num_classes}
+    if config.shortcut:
+        kwargs["shortcut"] = config.shortcut
+    if config.zero_init_residual:
+        kwargs["zero_init_residual"] = True
+    return kwargs
+
+
+def model_depth(name: str) -> int:
+    digits = "".join(ch if ch.isdigit() else " " for ch in name).split()
+    return int(digits[0]) if digits else 0
+
+
+def apply_overrides(config: TrainConfig, overrides: dict[str, Any], log: Log) -> TrainConfig:
+    """On resume the stored config rules; explicit overrides (e.g. more epochs) are applied and logged."""
+    values = config.to_dict()
+    for key, value in overrides.items():
+        value = coerce(key, value)
+        if values.get(key) != value:
+            log(f"resume: overriding {key} = {values.get(key)!r} -> {value!r}")
+            values[key] = value
+    return TrainConfig(**values).validate()
+
+
+def setup(config: TrainConfig, run_dir: Path, resume: bool, overrides: dict[str, Any], log: Log) -> Session:
+    run_dir = Path(run_dir)
+    clean_temporary(run_dir)
+    checkpoint = load_latest(run_dir) if resume else None
+    if resume and checkpoint is None and list_checkpoints(run_dir):
+        raise CheckpointError(f"{run_dir}: no loadable checkpoint (all are corrupt); move them away to start anew")
+    if checkpoint is not None:
+        config = apply_overrides(TrainConfig(**checkpoint.state["config"]), overrides, log)
+        log(f"resuming {run_dir} from step {checkpoint.step} ({checkpoint.path.name})")
+    config.validate()
+    model_info(config.model)  # an unknown name or impossible depth fails before any data is loaded
+    device = pick_device(config.device)
+    seed_everything(config.seed, config.deterministic)
+    amp = config.amp == "bf16" or (config.amp == "auto" and device.type == "cuda")
+    channels_last = config.channels_last == "on" or (config.channels_last == "auto" and device.type == "cuda")
+
+    dataset = split_validation(load_dataset(config.data or None, image_size=config.image_size),
+                               config.val_split, seed=config.seed)
+    normalizer = (Normalizer.from_state_dict(checkpoint.state["normalizer"]) if checkpoint
+                  else fit_normalizer(config.normalization, dataset.train.images))
+    common = dict(device=device, normalizer=normalizer, channels_last=channels_last)
+    train_loader = DeviceLoader(dataset.train, config.batch_size, augmentation=config.augmentation, shuffle=True,
+                                drop_last=config.drop_last, seed=config.seed, **common)
+    eval_loaders = {split: DeviceLoader(arrays, EVAL_BATCH_SIZE, shuffle=False, drop_last=False, **common)
+                    for split, arrays in (("val", dataset.val), ("test", dataset.test)) if arrays is not None}
+
+    model = create_model(config.model, **model_kwargs(config, dataset.num_classes)).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model, config, device)
+    progress, plateau = Progress(), PlateauState()
+    warmup = WarmupState(active=config.warmup_lr > 0 and model_depth(config.model) >= config.warmup_min_depth)
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint.model_state)
+        optimizer.load_state_dict(checkpoint.state["optimizer"])
+        progress = Progress(**checkpoint.state["progress"])
+        warmup, plateau = WarmupState(**checkpoint.state["warmup"]), PlateauState(**checkpoint.state["plateau"])
+        torch.set_rng_state(checkpoint.state["rng"])
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.toml", to_toml(config.to_dict()))
+        write_json(run_dir / "environment.json", {**describe_environment(device), "seed": config.seed,
+                                                  "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    train_model = torch.compile(model) if config.compile else model
+    return Session(config, run_dir, device, amp, model, train_model, optimizer, normalizer, dataset.classes,
+                   train_loader, eval_loaders, progress, warmup, plateau, log)
+
+
+def make_train_step(session: Session) -> Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """Forward, loss (+ Keras-style L2), backward, update. Returns the loss and the correct count, on device."""
+    config, model, optimizer = session.config, session.train_model, session.optimizer
+    kernels = conv_kernels(session.model) if config.l2 else []
+
+    def step(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with autocast_context(session.device, session.amp):
+            logits = model(images)
+        loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
+        objective = loss + l2_penalty(kernels, config.l2) if kernels else loss
+        optimizer.zero_grad(set_to_none=True)
+        objective.backward()
+        optimizer.step()
+        return loss.detach(), (logits.argmax(dim=1) == labels).sum()
+
+    return step
+
+
+class LossWindow:
+    """Per-step losses and correct counts kept on the device, read back in one transfer every few steps."""
+
+    def __init__(self, size: int, device: torch.device) -> None:
+        self.losses = torch.zeros(size, device=device)
+        self.correct = torch.zeros(size, device=device, dtype=torch.int64)
+        self.sizes: list[int] = []
+
+    def add(self, loss: torch.Tensor, correct: torch.Tensor, batch_size: int) -> None:
+        index = len(self.sizes)
+        self.losses[index] = loss
+        self.correct[index] = correct
+        self.sizes.append(batch_size)
+
+    def full(self) -> bool:
+        return len(self.sizes) == len(self.losses)
+
+    def flush(self, first_step: int, epoch: int) -> tuple[float, int, int]:
+        """(sum of loss x batch size, correct, images) since the last flush; raises on a non-finite loss."""
+        count = len(self.sizes)
+        losses = self.losses[:count].tolist()
+        correct = int(self.correct[:count].sum())
+        for offset, value in enumerate(losses):
+            if not math.isfinite(value):
+                raise NonFiniteLoss(f"loss is {value} at step {first_step + offset + 1} (epoch {epoch + 1}); "
+                                    "training stopped. Try a lower --lr.")
+        loss_sum = sum(value * size for value, size in zip(losses, self.sizes))
+        images = sum(self.sizes)
+        self.sizes.clear()
+        return loss_sum, correct, images
+
+
+@contextmanager
+def stop_requests():
+    """Turn SIGTERM and the first Ctrl-C into a request to stop at the next step boundary."""
+    requested = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield requested
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def handler(signum: int, frame: Any) -> None:
+        if requested.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        requested.set()
+
+    for sig in previous:
+        signal.signal(sig, handler)
+    try:
+        yield requested
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def train_epoch(session: Session, step_fn: Callable, stop: threading.Event, show_progress: bool | None) -> None:
+    """Run the current epoch from ``progress.batch`` until its end, the end of training or a stop request."""
+    config, progress = session.config, session.progress
+    steps_this_epoch = min(session.steps_per_epoch, session.total_steps - progress.epoch * session.steps_per_epoch)
+    window = LossWindow(max(1, config.log_every), session.device)
+    bar = tqdm(total=steps_this_epoch, initial=progress.batch, desc=f"epoch {progress.epoch + 1}", leave=False,
+               disable=None if show_progress is None else not show_progress, dynamic_ncols=True)
+    started, window_start, window_step = time.perf_counter(), time.perf_counter(), progress.step
+    lr = config.lr
+    for images, labels in session.train_loader.epoch(progress.epoch, progress.batch):
+        lr = effective_lr(config, progress.step, session.steps_per_epoch, session.warmup, session.plateau)
+        set_lr(session.optimizer, lr)
+        loss, correct = step_fn(images, labels)
+        window.add(loss, correct, labels.shape[0])
+        progress.step += 1
+        progress.batch += 1
+        done = progress.batch >= steps_this_epoch
+        if window.full() or done or stop.is_set():
+            loss_sum, n_correct, n_images = window.flush(window_step, progress.epoch)
+            progress.epoch_loss_sum += loss_sum
+            progress.epoch_correct += n_correct
+            progress.epoch_count += n_images
+            session.warmup.update(progress.step, 1 - n_correct / max(1, n_images), config)
+            elapsed = time.perf_counter() - window_start
+            bar.update(progress.step - window_step)
+            bar.set_postfix(loss=f"{loss_sum / max(1, n_images):.3f}", acc=f"{n_correct / max(1, n_images):.3f}",
+                            lr=f"{lr:.3g}", img_s=f"{n_images / max(elapsed, 1e-9):,.0f}", refresh=False)
+            window_start, window_step = time.perf_counter(), progress.step
+        if done or stop.is_set():
+            break
+    progress.epoch_seconds += time.perf_counter() - started
+    bar.close()
+
+
+def checkpoint_payload(session: Session) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(metadata for the weights file, training state) of the current moment."""
+    config, progress = session.config, session.progress
+    normalizer_state = session.normalizer.state_dict()
+    metadata = {
+        "step": progress.step, "epoch": progress.epoch, "model": config.model,
+        "model_kwargs": model_kwargs(config, len(session.classes)), "classes": session.classes,
+        "image_size": config.image_size,
+        "normalizer": {k: (v.tolist() if isinstance(v, torch.Tensor) else v) for k, v in normalizer_state.items()},
+        "data": config.data, "recipe_summary": {k: getattr(config, k) for k in ("optimizer", "lr", "batch_size")},
+    }
+    state = {"optimizer": session.optimizer.state_dict(), "progress": asdict(progress),
+             "warmup": session.warmup.state_dict(), "plateau": session.plateau.state_dict(),
+             "config": config.to_dict(), "normalizer": normalizer_state, "rng": torch.get_rng_state()}
+    return metadata, state
+
+
+def save(session: Session, kind: str = "step") -> Path:
+    metadata, state = checkpoint_payload(session)
+    keep = session.config.keep_checkpoints if kind == "step" else 1
+    return save_checkpoint(session.run_dir, kind, session.model.state_dict(), metadata, state, keep=keep)
+
+
+def end_of_epoch(session: Session, wall_start: float) -> None:
+    """Evaluate, record the history row, adjust the plateau, keep the best and last checkpoints."""
+    config, progress = session.config, session.progress
+    row: dict[str, Any] = {"epoch": progress.epoch + 1, "step": progress.step,
+                           "lr": session.optimizer.param_groups[0]["lr"]}
+    count = max(1, progress.epoch_count)
+    row.update(train_loss=progress.epoch_loss_sum / count, train_acc=progress.epoch_correct / count)
+    row["train_error"] = 1 - row["train_acc"]
+    for split in ("val", "test"):
+        if split in session.eval_loaders:
+            result = evaluate(session.model, session.eval_loaders[split].epoch(0), len(session.classes),
+                              session.device, session.amp)
+            row.update({f"{split}_loss": result.loss, f"{split}_acc": result.accuracy, f"{split}_error": result.error})
+    row["epoch_seconds"] = progress.epoch_seconds
+    row["images_per_sec"] = progress.epoch_count / max(progress.epoch_seconds, 1e-9)
+    progress.wall_seconds += time.perf_counter() - wall_start
+    row["wall_seconds"] = progress.wall_seconds
+    monitor_split = "val" if "val" in session.eval_loaders else ("test" if config.select_on == "test" else "")
+    if config.plateau_factor and monitor_split:
+        metric = row[f"{monitor_split}_{config.plateau_monitor.split('_')[1]}"]
+        if session.plateau.update(metric, row["lr"], config):
+            session.log(f"ReduceLROnPlateau: {config.plateau_monitor} has not improved for {config.plateau_patience} "
+                        f"epochs; lr x{config.plateau_factor:.4g}"
+                        + (" (undone by the per-epoch schedule, as in Keras)" if config.plateau_reset_by_schedule
+                           else ""))
+    selected = row.get(f"{config.select_on}_acc")
+    improved = selected is not None and selected > progress.best_metric
+    if improved:
+        progress.best_metric, progress.best_epoch = selected, progress.epoch + 1
+    progress.history.append(row)
+    progress.epoch += 1
+    progress.batch = 0
+    progress.epoch_loss_sum, progress.epoch_correct, progress.epoch_count, progress.epoch_seconds = 0.0, 0, 0, 0.0
+    finished = progress.step >= session.total_steps
+    if improved:
+        save(session, "best")
+    if finished or progress.epoch % max(1, config.checkpoint_every) == 0:
+        save(session)
+    write_history(session.run_dir, progress.history)
+    session.log(format_row(row, session.config.num_epochs(session.steps_per_epoch)))
+
+
+def format_row(row: dict[str, Any], epochs: int) -> str:
+    parts = [f"epoch {row['epoch']}/{epochs}", f"step {row['step']}", f"lr {row['lr']:.4g}",
+             f"train loss {row['train_loss']:.4f} acc {100 * row['train_acc']:.2f}%"]
+    for split in ("val", "test"):
+        if f"{split}_acc" in row:
+            parts.append(f"{split} loss {row[f'{split}_loss']:.4f} acc {100 * row[f'{split}_acc']:.2f}%")
+    parts.append(f"{row['epoch_seconds']:.1f}s {row['images_per_sec']:,.0f} img/s")
+    return " | ".join(parts)
+
+
+def fit(config: TrainConfig, run_dir: str | Path, *, resume: bool = True, overrides: dict[str, Any] | None = None,
+        log: Log = print, show_progress: bool | None = None) -> dict[str, Any]:
+    """Train (or continue training) into ``run_dir`` and return the results written to ``results.json``.
+
+    ``show_progress``: None shows a bar only on a terminal, False never, True always.
+    """
+    session = setup(config, Path(run_dir), resume, overrides or {}, log)
+    step_fn = make_train_step(session)
+    progress = session.progress
+    with stop_requests() as stop:
+        while progress.step < session.total_steps:
+            wall_start = time.perf_counter()
+            try:
+                train_epoch(session, step_fn, stop, show_progress)
+            except NonFiniteLoss as error:
+                kept = list_checkpoints(session.run_dir)
+                raise NonFiniteLoss(f"{error} The last good checkpoint: {kept[0] if kept else 'none yet'}") from None
+            epoch_done = progress.batch >= min(session.steps_per_epoch,
+                                               session.total_steps - progress.epoch * session.steps_per_epoch)
+            if epoch_done:
+                end_of_epoch(session, wall_start)
+            else:
+                progress.wall_seconds += time.perf_counter() - wall_start
+            if stop.is_set():
+                if not epoch_done:
+                    save(session)
+                raise TrainingStopped(session.run_dir, progress.step)
+    results = summarize_run(session)
+    write_json(session.run_dir / "results.json", results)
+    return results
+
+
+def summarize_run(session: Session) -> dict[str, Any]:
+    """Final-epoch numbers and, separately, the test accuracy of the epoch the selection split chose."""
+    config, progress = session.config, session.progress
+    last = progress.history[-1] if progress.history else {}
+    selected = next((row for row in progress.history if row["epoch"] == progress.best_epoch), None)
+    return {
+        "model": config.model, "data": config.data or "default", "seed": config.seed, "steps": progress.step,
+        "epochs": len(progress.history), "final_train_error": last.get("train_error"),
+        "final_val_acc": last.get("val_acc"), "final_test_acc": last.get("test_acc"),
+        "selected_on": config.select_on if selected else None,
+        "selected_epoch": progress.best_epoch if selected else None,
+        "selected_test_acc": selected.get("test_acc") if selected else None,
+        "selection_note": ("model selected on the TEST set, as the Keras tutorial does: its test accuracy is "
+                           "optimistic" if config.select_on == "test" else "model selected on the validation split"),
+        "wall_seconds": progress.wall_seconds, "run_dir": str(session.run_dir),
+    }

@@ -1,0 +1,117 @@
+"""The training loop: exact resume, graceful stop, non-finite loss, run-directory records, Keras L2."""
+
+import json
+import shutil
+import signal
+
+import pytest
+import torch
+
+from resnetlab.train import loop
+from resnetlab.train.checkpoint import list_checkpoints, load_checkpoint
+from resnetlab.train.config import resolve_config
+from resnetlab.train.loop import NonFiniteLoss, TrainingStopped, fit
+from resnetlab.train.optim import conv_kernels, l2_penalty
+
+
+def tiny_config(data, **changes):
+    values = dict(model="resnet8", data=str(data), iterations=0, epochs=3, val_split=12, batch_size=16,
+                  deterministic=True, log_every=2, keep_checkpoints=10, tensorboard=False)
+    values.update(changes)
+    return resolve_config("paper", overrides=values)
+
+
+def final_weights(run_dir):
+    return load_checkpoint(list_checkpoints(run_dir)[0]).model_state
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_resume_from_epoch_checkpoint_is_bit_exact(tiny_data, tmp_path):
+    config = tiny_config(tiny_data)
+    full = tmp_path / "full"
+    fit(config, full, show_progress=False, log=lambda _: None)
+    resumed = tmp_path / "resumed"
+    shutil.copytree(full, resumed)
+    for later in list_checkpoints(resumed)[:-1]:  # keep only the epoch-1 checkpoint
+        shutil.rmtree(later)
+    shutil.rmtree(resumed / "checkpoints" / next(p.name for p in (resumed / "checkpoints").glob("best-*")))
+    fit(config, resumed, show_progress=False, log=lambda _: None)
+    assert_same_weights(final_weights(full), final_weights(resumed))
+    history_full = json.loads((full / "results.json").read_text())
+    history_resumed = json.loads((resumed / "results.json").read_text())
+    assert history_full["final_test_acc"] == history_resumed["final_test_acc"]
+    assert (full / "history.csv").read_text().count("\n") == (resumed / "history.csv").read_text().count("\n") == 4
+
+
+def test_stop_request_mid_epoch_checkpoints_and_resumes_exactly(tiny_data, tmp_path, monkeypatch):
+    config = tiny_config(tiny_data)
+    reference = tmp_path / "reference"
+    fit(config, reference, show_progress=False, log=lambda _: None)
+
+    original = loop.make_train_step
+    calls = {"n": 0}
+
+    def stopping_step(session):
+        step = original(session)
+
+        def wrapped(images, labels):
+            calls["n"] += 1
+            if calls["n"] == 5:  # epoch 2 of 3 (3 steps per epoch), mid-epoch
+                signal.raise_signal(signal.SIGTERM)
+            return step(images, labels)
+        return wrapped
+
+    monkeypatch.setattr(loop, "make_train_step", stopping_step)
+    stopped = tmp_path / "stopped"
+    with pytest.raises(TrainingStopped, match="resnetlab train --resume"):
+        fit(config, stopped, show_progress=False, log=lambda _: None)
+    assert load_checkpoint(list_checkpoints(stopped)[0]).step == 5
+    monkeypatch.setattr(loop, "make_train_step", original)
+    fit(config, stopped, show_progress=False, log=lambda _: None)
+    assert_same_weights(final_weights(reference), final_weights(stopped))
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    fit(tiny_config(tiny_data, epochs=2), run, show_progress=False, log=lambda _: None)
+    good = list_checkpoints(run)[0]
+    exploding = {"epochs": 4, "iterations": 0, "lr": 1e30, "schedule": "constant"}
+    with pytest.raises(NonFiniteLoss, match=r"at step 8 \(epoch 3\).*last good checkpoint: .*step-00000006"):
+        fit(tiny_config(tiny_data), run, overrides=exploding, show_progress=False, log=lambda _: None)
+    assert list_checkpoints(run)[0] == good and load_checkpoint(good).step == 6
+
+
+def test_run_directory_records(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    results = fit(tiny_config(tiny_data, epochs=2), run, show_progress=False, log=lambda _: None)
+    assert {"config.toml", "environment.json", "history.csv", "history.jsonl", "results.json"} <= {
+        p.name for p in run.iterdir()}
+    environment = json.loads((run / "environment.json").read_text())
+    assert environment["torch"] == torch.__version__ and environment["seed"] == 0 and environment["device"] == "cpu"
+    rows = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in rows] == [1, 2]
+    assert {"train_loss", "val_acc", "test_error", "lr", "images_per_sec", "epoch_seconds"} <= rows[0].keys()
+    assert results["selected_on"] == "val" and results["final_test_acc"] == rows[-1]["test_acc"]
+    assert len(list_checkpoints(run, "best")) == 1
+
+
+def test_training_learns_the_tiny_task(tiny_data, tmp_path):
+    results = fit(tiny_config(tiny_data, epochs=6, val_split=0, lr=0.05), tmp_path / "run", show_progress=False,
+                  log=lambda _: None)
+    assert results["final_test_acc"] > 0.6  # 3 classes: chance is 0.33
+
+
+def test_keras_l2_penalty_is_coupled_sum_of_squares():
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2), torch.nn.Conv2d(2, 1, 1))
+    kernels = conv_kernels(model)
+    assert len(kernels) == 2
+    penalty = l2_penalty(kernels, 1e-4)
+    expected = 1e-4 * sum((k ** 2).sum() for k in kernels)
+    torch.testing.assert_close(penalty, expected)
+    penalty.backward()
+    torch.testing.assert_close(kernels[0].grad, 2e-4 * kernels[0].detach())
