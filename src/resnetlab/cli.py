@@ -6,6 +6,7 @@ Errors a user can fix (a bad model name, a corrupt file, a bad argument) print o
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -83,10 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(func=cmd_list)
 
-    from resnetlab.cli_train import add_train_commands
-
-    add_train_commands(commands)
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).add_commands(commands)
     return parser
+
+
+# Modules that add their subcommands to the parser (each defines `add_commands(subparsers)`).
+COMMAND_MODULES = ["resnetlab.cli_train"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

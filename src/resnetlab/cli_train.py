@@ -164,7 +164,7 @@ def cmd_recipes(args: argparse.Namespace) -> None:
         print()
 
 
-def add_train_commands(commands: argparse._SubParsersAction) -> None:
+def add_commands(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser("train", help="train a model (resumes an existing run directory)")
     train.add_argument("--recipe", default="paper", help="paper, keras or fast (see `resnetlab recipes`)")
     train.add_argument("--config", help="TOML file of config values, applied over the recipe")
