@@ -1,0 +1,22 @@
+"""Datasets as uint8 arrays (CIFAR-10/100, image folders, archives, synthetic), cached on disk, then served
+from device memory with normalization and augmentation done there."""
+
+from resnetlab.data.arrays import Dataset, ImageArrays, split_validation
+from resnetlab.data.augment import AUGMENTATIONS, KerasAugment, augment
+from resnetlab.data.loader import DeviceLoader
+from resnetlab.data.normalize import NORMALIZATIONS, Normalizer, fit_normalizer
+from resnetlab.data.sources import load_dataset
+
+__all__ = [
+    "AUGMENTATIONS",
+    "NORMALIZATIONS",
+    "Dataset",
+    "DeviceLoader",
+    "ImageArrays",
+    "KerasAugment",
+    "Normalizer",
+    "augment",
+    "fit_normalizer",
+    "load_dataset",
+    "split_validation",
+]

@@ -1,0 +1,115 @@
+"""Batches straight from device memory: no worker processes, no host-to-device copy per batch.
+
+Reproducibility is by construction: the order of epoch e is a permutation drawn from (seed, e) alone, and the
+augmentation of batch b from (seed, e, b, rank) alone. A run resumed at (e, b) therefore sees exactly the
+batches it would have seen, without replaying the ones before b.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from resnetlab.data.arrays import ImageArrays
+from resnetlab.data.augment import KerasAugment, augment, check_augmentation
+from resnetlab.data.normalize import Normalizer
+from resnetlab.errors import DataError, UserError
+
+
+def mix_seed(*values: int) -> int:
+    """A well-spread 63-bit seed from a tuple of integers (NumPy's SeedSequence hashing)."""
+    words = np.random.SeedSequence([v % 2**64 for v in values]).generate_state(2, dtype=np.uint32)
+    return (int(words[0]) << 31) ^ int(words[1])
+
+
+class DeviceLoader:
+    """The whole split lives on the device as uint8 NCHW; each batch is gathered, normalized and augmented there.
+
+    With world_size > 1 every rank takes the slice rank::world_size of the same global permutation, cut to the
+    same length on every rank: with drop_last the remainder is dropped, without it the permutation wraps around
+    (as torch's DistributedSampler does), so a few images appear twice in that epoch. `batch_size` is per rank.
+    """
+
+    def __init__(
+        self,
+        arrays: ImageArrays,
+        batch_size: int,
+        *,
+        device: torch.device | str = "cpu",
+        normalizer: Normalizer,
+        augmentation: str | KerasAugment = "none",
+        shuffle: bool = True,
+        drop_last: bool = True,
+        seed: int = 0,
+        channels_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        check_augmentation(augmentation)
+        if batch_size < 1:
+            raise UserError(f"batch size must be positive, got {batch_size}")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise UserError(f"rank {rank} is not in 0..{world_size - 1} (world size {world_size})")
+        n = len(arrays)
+        self.per_rank = n // world_size if drop_last else math.ceil(n / world_size)
+        self.num_batches = self.per_rank // batch_size if drop_last else math.ceil(self.per_rank / batch_size)
+        if n == 0:
+            raise DataError("cannot serve batches from an empty split")
+        if self.num_batches == 0:
+            raise DataError(
+                f"batch size {batch_size} is larger than the {self.per_rank} images per rank "
+                f"({n} images, world size {world_size}) and drop_last is set: no batch would be left"
+            )
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.normalizer = normalizer
+        self.augmentation = augmentation
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.seed = seed
+        self.channels_last = channels_last
+        self.rank = rank
+        self.world_size = world_size
+        images = torch.from_numpy(np.ascontiguousarray(arrays.images))
+        self.images = images.to(self.device).permute(0, 3, 1, 2).contiguous()
+        self.labels = torch.from_numpy(np.ascontiguousarray(arrays.labels)).to(self.device)
+
+    def __len__(self) -> int:
+        """Batches per epoch on this rank."""
+        return self.num_batches
+
+    def indices(self, epoch: int) -> torch.Tensor:
+        """This rank's image indices for `epoch`, in batch order (on the CPU)."""
+        n = len(self.labels)
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(mix_seed(self.seed, epoch))
+            order = torch.randperm(n, generator=generator)
+        else:
+            order = torch.arange(n)
+        total = self.per_rank * self.world_size
+        if total > n:  # no drop_last: wrap around so that every rank gets per_rank indices
+            order = order.repeat(math.ceil(total / n))
+        order = order[:total][self.rank :: self.world_size]
+        return order[: self.num_batches * self.batch_size]
+
+    def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield (x float32 (B, 3, H, W), y int64 (B,)) on the device for batches start_batch.. of `epoch`."""
+        if not 0 <= start_batch <= self.num_batches:
+            raise UserError(f"start batch {start_batch} is not in 0..{self.num_batches}")
+        return self._batches(epoch, start_batch)
+
+    def _batches(self, epoch: int, start_batch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = self.indices(epoch).to(self.device)
+        generator = torch.Generator(device=self.device)
+        for b in range(start_batch, self.num_batches):
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            x = self.normalizer(self.images[idx])
+            if self.augmentation != "none":
+                generator.manual_seed(mix_seed(self.seed, epoch, b, self.rank))
+                x = augment(x, self.augmentation, generator)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, self.labels[idx]

@@ -1,0 +1,71 @@
+"""`load_dataset`: one entry point that turns a name or a path into a Dataset."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from resnetlab.data.archive import ARCHIVE_SUFFIXES, is_archive
+from resnetlab.data.arrays import Dataset
+from resnetlab.data.cache import resolve_cache_dir
+from resnetlab.data.cifar import OFFICIAL_FILENAMES, RELEASES, load_cifar
+from resnetlab.data.folder import load_image_archive, load_image_folder
+from resnetlab.data.synthetic import synthetic_dataset
+from resnetlab.errors import DataError
+
+DATA_ENV = "RESNETLAB_DATA"
+DEFAULT_SOURCE = "cifar10"
+NAMED_SOURCES = (*RELEASES, "synthetic")
+
+
+def load_dataset(
+    source: str | os.PathLike | None,
+    *,
+    cache_dir: str | Path | None = None,
+    image_size: int = 32,
+    download: bool = True,
+    num_workers: int | None = None,
+    synthetic_size: tuple[int, int] = (2048, 512),
+    num_classes: int = 10,
+) -> Dataset:
+    """Load a dataset by name or path.
+
+    Args:
+        source: "cifar10" or "cifar100" (official release, cached, downloaded when missing), "synthetic", a
+            folder laid out as `<root>/{train,test}/<class>/<image>`, an archive (.tar, .tar.gz, .tgz, .tar.xz,
+            .zip) holding such a folder, or a local copy of an official tarball. None means $RESNETLAB_DATA,
+            else "cifar10". The names win over same-named folders; write "./cifar10" for a folder.
+        cache_dir: where downloads and decoded arrays are kept (default $RESNETLAB_CACHE, else
+            ~/.cache/resnetlab).
+        image_size: side length images are resized to (bilinear) when they differ.
+        download: whether a missing official release may be downloaded.
+        num_workers: decoding threads (default: the CPUs available).
+        synthetic_size: (train, test) image counts of "synthetic".
+        num_classes: number of classes of "synthetic"; other sources have their own.
+    """
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+        raise DataError(f"image size must be a positive integer, got {image_size!r}")
+    if source is None:
+        source = os.environ.get(DATA_ENV) or DEFAULT_SOURCE
+    source = os.fspath(source)
+    cache = resolve_cache_dir(cache_dir)
+    name = source.strip().lower()
+    if name == "synthetic":
+        return synthetic_dataset(synthetic_size, num_classes=num_classes, image_size=image_size)
+    if name in RELEASES:
+        return load_cifar(name, cache, image_size=image_size, download=download, num_workers=num_workers)
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise DataError(
+            f"data source not found: {path} (give a folder, an archive ({', '.join(ARCHIVE_SUFFIXES)}) "
+            f"or one of {', '.join(NAMED_SOURCES)})"
+        )
+    if path.is_dir():
+        return load_image_folder(path, cache, image_size, num_workers)
+    if path.name in OFFICIAL_FILENAMES:
+        return load_cifar(
+            OFFICIAL_FILENAMES[path.name], cache, image_size=image_size, num_workers=num_workers, archive=path
+        )
+    if is_archive(path):
+        return load_image_archive(path, cache, image_size, num_workers)
+    raise DataError(f"{path} is neither a folder nor a supported archive ({', '.join(ARCHIVE_SUFFIXES)})")
