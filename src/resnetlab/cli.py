@@ -68,7 +68,9 @@ def cmd_list(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="resnetlab", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="resnetlab", description="The ResNets of He et al. (2015, 2016) and their plain twins: build, "
+        "train on CIFAR, evaluate, and reproduce the papers' experiments.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     summary = commands.add_parser("summary", help="layers, output shapes, parameters, MACs of a model")
@@ -90,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Modules that add their subcommands to the parser (each defines `add_commands(subparsers)`).
-COMMAND_MODULES = ["resnetlab.cli_train"]
+COMMAND_MODULES = ["resnetlab.cli_train", "resnetlab.cli_bench", "resnetlab.cli_tools", "resnetlab.cli_experiments"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

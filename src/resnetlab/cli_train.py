@@ -31,8 +31,10 @@ CONFIG_FLAGS: dict[str, tuple[str, type, str]] = {
     "--amp": ("amp", str, "auto (bf16 on CUDA), bf16 or off"),
     "--channels-last": ("channels_last", str, "auto (on CUDA), on or off"),
     "--log-every": ("log_every", int, "steps between progress updates"),
+    "--activation-checkpointing": ("activation_checkpointing", int,
+                                   "keep only every K-th block's input and recompute the rest (-1: per stage)"),
 }
-SWITCHES = {"--compile": "compile", "--deterministic": "deterministic",
+SWITCHES = {"--compile": "compile", "--deterministic": "deterministic", "--sync-bn": "sync_bn",
             "--wd-exclude-norm-bias": "wd_exclude_norm_bias"}
 FIXED_ON_RESUME = ("model", "shortcut", "zero_init_residual", "data", "image_size", "val_split", "normalization",
                    "seed", "batch_size")
@@ -49,14 +51,15 @@ def parse_set(text: str) -> tuple[str, Any]:
         return key.strip(), value  # a bare word is a string
 
 
-def parse_seeds(text: str) -> list[int]:
+def parse_ints(text: str) -> list[int]:
+    """``0,1,2`` -> ``[0, 1, 2]`` (seeds, depths)."""
     try:
-        seeds = [int(part) for part in text.split(",") if part.strip()]
+        values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--seeds takes integers separated by commas, got {text!r}") from None
-    if not seeds:
-        raise argparse.ArgumentTypeError("--seeds needs at least one seed")
-    return seeds
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one integer")
+    return values
 
 
 def collect_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -85,7 +88,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         raise UserError(f"--resume {run_dir}: no checkpoint there to resume from")
     if args.no_resume and list_checkpoints(run_dir):
         raise UserError(f"{run_dir} already holds a run; choose another --out or drop --no-resume to continue it")
-    stored = load_latest(run_dir) if list_checkpoints(run_dir) else None
+    stored = load_latest(run_dir, report=lambda _: None) if list_checkpoints(run_dir) else None  # fit reports
     if stored is not None:
         for key in FIXED_ON_RESUME:
             if key in overrides and overrides[key] != stored.state["config"][key]:
@@ -173,7 +176,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--no-resume", action="store_true", help="refuse to continue an existing run directory")
     train.add_argument("--epochs", type=int, help="train for this many epochs (replaces the recipe's length)")
     train.add_argument("--iterations", type=int, help="train for this many steps (replaces the recipe's length)")
-    train.add_argument("--seeds", type=parse_seeds, help="several runs, e.g. 0,1,2: writes mean +- std")
+    train.add_argument("--seeds", type=parse_ints, help="several runs, e.g. 0,1,2: writes mean +- std")
     train.add_argument("--set", type=parse_set, action="append", metavar="KEY=VALUE",
                        help="any config field, e.g. --set milestones=[0.5,0.75] (repeatable)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -23,7 +23,6 @@ def test_every_registered_model_runs_forward_and_backward(name):
 
 @pytest.mark.parametrize("name", sorted(DEEP))
 def test_very_deep_models_run_forward_and_backward(name):
-    torch.set_num_threads(2)
     model = create_model(name)
     out = model(torch.randn(2, 3, 32, 32))
     assert out.shape == (2, 10)

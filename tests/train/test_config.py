@@ -2,7 +2,7 @@
 
 import pytest
 
-from resnetlab.train.config import (TrainConfig, config_from_toml_text, recipe_names, resolve_config, to_toml)
+from resnetlab.train.config import TrainConfig, config_from_toml_text, recipe_names, resolve_config, to_toml
 
 
 def test_recipes_exist_and_validate():

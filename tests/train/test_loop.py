@@ -115,3 +115,34 @@ def test_keras_l2_penalty_is_coupled_sum_of_squares():
     torch.testing.assert_close(penalty, expected)
     penalty.backward()
     torch.testing.assert_close(kernels[0].grad, 2e-4 * kernels[0].detach())
+
+
+def test_history_mirrored_to_tensorboard_when_installed(tiny_data, tmp_path, monkeypatch):
+    """TensorBoard is optional; with it, every history value becomes a scalar at the row's step."""
+    import sys
+    import types
+
+    scalars, purges = [], []
+
+    class FakeWriter:
+        def __init__(self, log_dir, purge_step=None):
+            purges.append((log_dir, purge_step))
+
+        def add_scalar(self, tag, value, global_step):
+            scalars.append((tag, value, global_step))
+
+        def flush(self):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=FakeWriter))
+    run = tmp_path / "run"
+    fit(tiny_config(tiny_data, epochs=1, tensorboard=True), run, show_progress=False, log=lambda _: None)
+    assert purges == [(str(run / "tensorboard"), None)]
+    assert any(tag == "train/train_loss" and step == 3 for tag, _, step in scalars)
+    assert {tag for tag, _, _ in scalars} >= {"train/train_acc", "val/val_loss", "test/test_acc", "run/lr"}
+    fit(tiny_config(tiny_data, epochs=1, tensorboard=True), run, overrides={"epochs": 2}, show_progress=False,
+        log=lambda _: None)
+    assert purges[-1][1] == 3 and scalars[-1][2] == 6  # resumed at step 3: later events of the killed run are purged

@@ -12,12 +12,13 @@ import torch
 from torch import nn
 
 from resnetlab.models.blocks import PreActBasicBlock, PreActBottleneck
+from resnetlab.models.checkpointing import GradCheckpointingMixin, run_blocks
 from resnetlab.models.resnet import cifar_depth_to_blocks, init_weights
 
 PreActBlock = type[PreActBasicBlock] | type[PreActBottleneck]
 
 
-class PreActResNet(nn.Module):
+class PreActResNet(GradCheckpointingMixin, nn.Module):
     """A CIFAR pre-activation ResNet: 3x3 stem, three stages, final BN-ReLU, pooling, classifier."""
 
     def __init__(self, block: PreActBlock, blocks_per_stage: int, *, num_classes: int = 10,
@@ -50,7 +51,7 @@ class PreActResNet(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv1(x)
         for stage in self.stages():
-            x = stage(x)
+            x = run_blocks(stage, x, self.grad_checkpointing)
         return self.relu(self.bn(x))
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:

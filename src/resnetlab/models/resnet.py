@@ -13,12 +13,13 @@ from torch import nn
 
 from resnetlab.errors import UserError
 from resnetlab.models.blocks import BasicBlock, Bottleneck
+from resnetlab.models.checkpointing import GradCheckpointingMixin, run_blocks
 
 Block = type[BasicBlock] | type[Bottleneck]
 STEMS = ("imagenet", "cifar")
 
 
-class ResNet(nn.Module):
+class ResNet(GradCheckpointingMixin, nn.Module):
     """A v1 ResNet (or, with ``residual=False``, its plain twin).
 
     Args:
@@ -85,7 +86,7 @@ class ResNet(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         for stage in self.stages():
-            x = stage(x)
+            x = run_blocks(stage, x, self.grad_checkpointing)
         return x
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:

@@ -6,17 +6,21 @@ A checkpoint is a directory ``checkpoints/step-00012345/`` (or ``best-...``) hol
 - ``state.pt``: optimizer, schedule, RNG and progress state, a plain dict of tensors and numbers read back
   with ``torch.load(weights_only=True)``, which refuses pickled code.
 Both files are written into a temporary directory that is renamed into place in one step, so a kill or a full
-disk leaves either the old checkpoint set or the new one, never a torn one. Older ones are pruned afterwards.
+disk leaves either the old checkpoint set or the new one, never a torn one. Older ones are pruned afterwards,
+each renamed out of the way before it is deleted, so a kill while pruning cannot leave a torn one either. A
+failed write (a full disk) raises CheckpointError saying which checkpoint is still intact.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,28 +57,50 @@ def save_checkpoint(run_dir: Path, kind: str, model_state: dict[str, torch.Tenso
                     state: dict[str, Any], keep: int = 2) -> Path:
     """Write one checkpoint atomically and prune older ones of the same kind (``keep`` newest remain)."""
     folder = checkpoints_dir(run_dir)
-    folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"{kind}-{int(metadata['step']):08d}"
-    temporary = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder))
+    stale = folder / f".old-{final.name}-{os.getpid()}"
+    tensors = {key: value.detach().cpu().contiguous() for key, value in model_state.items()}
+    temporary = None
     try:
-        tensors = {key: value.detach().cpu().contiguous() for key, value in model_state.items()}
+        folder.mkdir(parents=True, exist_ok=True)
+        temporary = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder))
         save_file(tensors, temporary / MODEL_FILE, metadata={"format": FORMAT, "resnetlab": json.dumps(metadata)})
         torch.save({**state, "format": FORMAT, "step": int(metadata["step"])}, temporary / STATE_FILE)
         _fsync_dir(temporary)
         if final.exists():  # the same step saved again (e.g. a stop request right after an epoch's checkpoint)
-            stale = folder / f".old-{final.name}-{os.getpid()}"
-            final.rename(stale)
+            final.rename(stale)  # a kill before the next line leaves .old-*, which clean_temporary puts back
             temporary.rename(final)
             shutil.rmtree(stale, ignore_errors=True)
         else:
             temporary.rename(final)
         _fsync_dir(folder)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
+    except BaseException as error:
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
+        if stale.exists() and not final.exists():
+            stale.rename(final)
+        if isinstance(error, (OSError, SafetensorError, RuntimeError)):  # what full or failing disks raise
+            raise CheckpointError(_write_failure(error, final, list_checkpoints(run_dir, kind), run_dir)) from error
         raise
     for old in list_checkpoints(run_dir, kind)[keep:]:
-        shutil.rmtree(old, ignore_errors=True)
+        doomed = folder / f".del-{old.name}"
+        try:
+            old.rename(doomed)  # out of sight in one step first, so a kill while deleting leaves no torn checkpoint
+        except OSError:
+            continue  # pruning is housekeeping: the next save tries again
+        shutil.rmtree(doomed, ignore_errors=True)
     return final
+
+
+def _write_failure(error: BaseException, final: Path, kept: list[Path], run_dir: Path) -> str:
+    """One line for a failed write. safetensors and torch report a full disk in their own words."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    full = (getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "os error 28" in text
+            or "No space left" in text)
+    previous = f"the previous checkpoint {kept[0]} is intact" if kept else "no earlier checkpoint exists"
+    remedy = "free some space" if full else "fix that"
+    return (f"cannot write checkpoint {final}: {'no space left on device' if full else text}; {previous}. "
+            f"{remedy.capitalize()}, then resume with: resnetlab train --resume {run_dir}")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -102,12 +128,16 @@ def list_checkpoints(run_dir: Path, kind: str = "step") -> list[Path]:
 
 
 def clean_temporary(run_dir: Path) -> None:
-    """Remove what killed writes left behind."""
+    """Remove what killed writes and prunes left behind; put back a checkpoint a kill caught mid-replacement."""
     folder = checkpoints_dir(run_dir)
     if folder.is_dir():
-        for leftover in folder.glob(".tmp-*"):
-            shutil.rmtree(leftover, ignore_errors=True)
         for leftover in folder.glob(".old-*"):
+            name = leftover.name[len(".old-"):].rpartition("-")[0]
+            if _NAME.fullmatch(name) and not (folder / name).exists():
+                leftover.rename(folder / name)
+            else:
+                shutil.rmtree(leftover, ignore_errors=True)
+        for leftover in [*folder.glob(".tmp-*"), *folder.glob(".del-*")]:
             shutil.rmtree(leftover, ignore_errors=True)
 
 
@@ -170,11 +200,23 @@ def load_checkpoint(path: str | Path, with_state: bool = True) -> Checkpoint:
     return Checkpoint(path, model_state, metadata, state)
 
 
-def load_latest(run_dir: Path) -> Checkpoint | None:
-    """The newest loadable ``step-`` checkpoint; a corrupt one is reported and the previous one used instead."""
+def load_latest(run_dir: Path, report: Callable[[str], None] | None = None) -> Checkpoint | None:
+    """The newest loadable ``step-`` checkpoint; a corrupt one is skipped and the previous one used instead.
+
+    Each skipped checkpoint is reported in one line naming the file at fault and the checkpoint used instead,
+    through ``report`` (the training log), else as a warning.
+    """
+    say = report or (lambda message: warnings.warn(message, stacklevel=3))
+    skipped: list[str] = []
     for path in list_checkpoints(run_dir, "step"):
         try:
-            return load_checkpoint(path)
+            checkpoint = load_checkpoint(path)
         except CheckpointError as error:
-            warnings.warn(f"{error}; falling back to the previous checkpoint", stacklevel=2)
+            skipped.append(" ".join(str(error).split()))
+            continue
+        for reason in skipped:
+            say(f"warning: {reason}; falling back to the previous checkpoint {path}")
+        return checkpoint
+    for reason in skipped:
+        say(f"warning: {reason}; no earlier checkpoint to fall back to")
     return None

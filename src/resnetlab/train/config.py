@@ -72,6 +72,8 @@ class TrainConfig:
     amp: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | off
     channels_last: str = "auto"  # auto (on CUDA) | on | off
     compile: bool = False
+    sync_bn: bool = False  # multi-process: BatchNorm statistics over the global batch (SyncBatchNorm)
+    activation_checkpointing: int = 0  # 0 off; k: keep only every k-th block's input; -1: one segment per stage
     log_every: int = 50  # steps between progress updates (and host synchronisations)
     checkpoint_every: int = 1  # epochs between checkpoints
     keep_checkpoints: int = 2

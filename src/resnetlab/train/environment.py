@@ -32,7 +32,8 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     torch.backends.cudnn.benchmark = not deterministic
-    torch.use_deterministic_algorithms(deterministic, warn_only=False)
+    if deterministic != torch.are_deterministic_algorithms_enabled():  # the call is slow: it imports the compiler
+        torch.use_deterministic_algorithms(deterministic)
 
 
 def git_revision() -> str:

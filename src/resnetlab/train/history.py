@@ -26,6 +26,9 @@ def atomic_write_text(path: Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o666 & ~umask)  # mkstemp's 0600 would hide run records from other users
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
@@ -66,3 +69,31 @@ def read_history(run_dir: Path) -> list[dict[str, Any]]:
 
 def write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+class TensorBoardMirror:
+    """The history rows as TensorBoard scalars (``run_dir/tensorboard``), when the tensorboard package is there.
+
+    On resume, events past the checkpoint's step are purged, so a resumed run draws one continuous curve.
+    """
+
+    def __init__(self, run_dir: Path, resumed_at_step: int) -> None:
+        self.writer = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # optional: the CSV/JSON history is the record
+            return
+        self.writer = SummaryWriter(str(Path(run_dir) / "tensorboard"), purge_step=resumed_at_step or None)
+
+    def add(self, row: dict[str, Any]) -> None:
+        if self.writer is None:
+            return
+        for key, value in row.items():
+            if key not in ("epoch", "step") and isinstance(value, (int, float)) and math.isfinite(value):
+                group = key.split("_", 1)[0] if key.startswith(("train_", "val_", "test_")) else "run"
+                self.writer.add_scalar(f"{group}/{key}", value, global_step=row["step"])
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()

@@ -8,45 +8,36 @@ window of per-step losses is read back (which also finds the exact step of a non
 
 from __future__ import annotations
 
-import math
-import signal
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
 from resnetlab.data import DeviceLoader, Normalizer, fit_normalizer, load_dataset, split_validation
 from resnetlab.errors import CheckpointError, UserError
 from resnetlab.models import create_model, model_info
-from resnetlab.train.checkpoint import (clean_temporary, list_checkpoints, load_latest, save_checkpoint)
+from resnetlab.train import distributed
+from resnetlab.train.checkpoint import clean_temporary, list_checkpoints, load_latest, save_checkpoint
 from resnetlab.train.config import TrainConfig, coerce, to_toml
+from resnetlab.train.distributed import Distributed
 from resnetlab.train.environment import describe_environment, pick_device, seed_everything
-from resnetlab.train.evaluate import autocast_context, evaluate
-from resnetlab.train.history import atomic_write_text, write_history, write_json
-from resnetlab.train.optim import build_optimizer, conv_kernels, l2_penalty, set_lr
+from resnetlab.train.evaluate import evaluate
+from resnetlab.train.history import TensorBoardMirror, atomic_write_text, write_history, write_json
+from resnetlab.train.lock import run_lock
+from resnetlab.train.optim import build_optimizer, set_lr
 from resnetlab.train.schedule import PlateauState, WarmupState, effective_lr
+from resnetlab.train.step import LossWindow, NonFiniteLoss, StepFn, TrainingStopped, build_train_step, stop_requests
+
+__all__ = ["fit", "setup", "train_epoch", "end_of_epoch", "NonFiniteLoss", "TrainingStopped", "build_train_step"]
 
 EVAL_BATCH_SIZE = 500
 Log = Callable[[str], None]
-
-
-class NonFiniteLoss(UserError):
-    """The loss became NaN or infinite; the run stops and its last good checkpoint stays."""
-
-
-class TrainingStopped(Exception):
-    """A stop was requested (SIGTERM, Ctrl-C); a checkpoint at the current step has been written."""
-
-    def __init__(self, run_dir: Path, step: int) -> None:
-        super().__init__(f"stopped at step {step}; checkpoint saved. Resume with: resnetlab train --resume {run_dir}")
-        self.run_dir, self.step = run_dir, step
 
 
 @dataclass
@@ -85,6 +76,8 @@ class Session:
     warmup: WarmupState
     plateau: PlateauState
     log: Log
+    dist: Distributed = field(default_factory=Distributed)
+    tensorboard: TensorBoardMirror | None = None
 
     @property
     def steps_per_epoch(self) -> int:
@@ -122,8 +115,9 @@ def apply_overrides(config: TrainConfig, overrides: dict[str, Any], log: Log) ->
 
 def setup(config: TrainConfig, run_dir: Path, resume: bool, overrides: dict[str, Any], log: Log) -> Session:
     run_dir = Path(run_dir)
-    clean_temporary(run_dir)
-    checkpoint = load_latest(run_dir) if resume else None
+    if distributed.from_environment().is_main:  # only the writer may clear what killed writes left behind
+        clean_temporary(run_dir)
+    checkpoint = load_latest(run_dir, report=log) if resume else None
     if resume and checkpoint is None and list_checkpoints(run_dir):
         raise CheckpointError(f"{run_dir}: no loadable checkpoint (all are corrupt); move them away to start anew")
     if checkpoint is not None:
@@ -131,7 +125,13 @@ def setup(config: TrainConfig, run_dir: Path, resume: bool, overrides: dict[str,
         log(f"resuming {run_dir} from step {checkpoint.step} ({checkpoint.path.name})")
     config.validate()
     model_info(config.model)  # an unknown name or impossible depth fails before any data is loaded
+    dist_info = distributed.from_environment()
+    batch_per_process = distributed.per_rank_batch(config.batch_size, dist_info)
     device = pick_device(config.device)
+    if device.type == "cuda" and dist_info.enabled:
+        device = torch.device("cuda", dist_info.local_rank)
+        torch.cuda.set_device(device)
+    distributed.start(dist_info, device)
     seed_everything(config.seed, config.deterministic)
     amp = config.amp == "bf16" or (config.amp == "auto" and device.type == "cuda")
     channels_last = config.channels_last == "on" or (config.channels_last == "auto" and device.type == "cuda")
@@ -141,12 +141,21 @@ def setup(config: TrainConfig, run_dir: Path, resume: bool, overrides: dict[str,
     normalizer = (Normalizer.from_state_dict(checkpoint.state["normalizer"]) if checkpoint
                   else fit_normalizer(config.normalization, dataset.train.images))
     common = dict(device=device, normalizer=normalizer, channels_last=channels_last)
-    train_loader = DeviceLoader(dataset.train, config.batch_size, augmentation=config.augmentation, shuffle=True,
-                                drop_last=config.drop_last, seed=config.seed, **common)
+    train_loader = DeviceLoader(dataset.train, batch_per_process,
+                                augmentation=config.augmentation, shuffle=True, drop_last=config.drop_last,
+                                seed=config.seed, rank=dist_info.rank, world_size=dist_info.world_size, **common)
     eval_loaders = {split: DeviceLoader(arrays, EVAL_BATCH_SIZE, shuffle=False, drop_last=False, **common)
                     for split, arrays in (("val", dataset.val), ("test", dataset.test)) if arrays is not None}
 
     model = create_model(config.model, **model_kwargs(config, dataset.num_classes)).to(device)
+    if config.activation_checkpointing:
+        if not hasattr(model, "set_grad_checkpointing"):
+            raise UserError(f"{config.model} does not support activation checkpointing")
+        model.set_grad_checkpointing(config.activation_checkpointing)
+    if config.sync_bn and dist_info.enabled and device.type != "cuda":
+        raise UserError("--sync-bn needs CUDA (PyTorch's SyncBatchNorm has no CPU implementation)")
+    if config.sync_bn and dist_info.enabled:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, config, device)
@@ -158,96 +167,40 @@ def setup(config: TrainConfig, run_dir: Path, resume: bool, overrides: dict[str,
         progress = Progress(**checkpoint.state["progress"])
         warmup, plateau = WarmupState(**checkpoint.state["warmup"]), PlateauState(**checkpoint.state["plateau"])
         torch.set_rng_state(checkpoint.state["rng"])
-    else:
+    elif dist_info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.toml", to_toml(config.to_dict()))
         write_json(run_dir / "environment.json", {**describe_environment(device), "seed": config.seed,
                                                   "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     train_model = torch.compile(model) if config.compile else model
+    if dist_info.enabled:
+        train_model = nn.parallel.DistributedDataParallel(
+            train_model, device_ids=[device.index] if device.type == "cuda" else None)
     return Session(config, run_dir, device, amp, model, train_model, optimizer, normalizer, dataset.classes,
-                   train_loader, eval_loaders, progress, warmup, plateau, log)
+                   train_loader, eval_loaders, progress, warmup, plateau, log if dist_info.is_main else _silent,
+                   dist_info, TensorBoardMirror(run_dir, progress.step) if config.tensorboard and dist_info.is_main
+                   else None)
 
 
-def make_train_step(session: Session) -> Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-    """Forward, loss (+ Keras-style L2), backward, update. Returns the loss and the correct count, on device."""
-    config, model, optimizer = session.config, session.train_model, session.optimizer
-    kernels = conv_kernels(session.model) if config.l2 else []
-
-    def step(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with autocast_context(session.device, session.amp):
-            logits = model(images)
-        loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
-        objective = loss + l2_penalty(kernels, config.l2) if kernels else loss
-        optimizer.zero_grad(set_to_none=True)
-        objective.backward()
-        optimizer.step()
-        return loss.detach(), (logits.argmax(dim=1) == labels).sum()
-
-    return step
+def _silent(message: str) -> None:
+    """Processes other than rank 0 keep quiet."""
 
 
-class LossWindow:
-    """Per-step losses and correct counts kept on the device, read back in one transfer every few steps."""
-
-    def __init__(self, size: int, device: torch.device) -> None:
-        self.losses = torch.zeros(size, device=device)
-        self.correct = torch.zeros(size, device=device, dtype=torch.int64)
-        self.sizes: list[int] = []
-
-    def add(self, loss: torch.Tensor, correct: torch.Tensor, batch_size: int) -> None:
-        index = len(self.sizes)
-        self.losses[index] = loss
-        self.correct[index] = correct
-        self.sizes.append(batch_size)
-
-    def full(self) -> bool:
-        return len(self.sizes) == len(self.losses)
-
-    def flush(self, first_step: int, epoch: int) -> tuple[float, int, int]:
-        """(sum of loss x batch size, correct, images) since the last flush; raises on a non-finite loss."""
-        count = len(self.sizes)
-        losses = self.losses[:count].tolist()
-        correct = int(self.correct[:count].sum())
-        for offset, value in enumerate(losses):
-            if not math.isfinite(value):
-                raise NonFiniteLoss(f"loss is {value} at step {first_step + offset + 1} (epoch {epoch + 1}); "
-                                    "training stopped. Try a lower --lr.")
-        loss_sum = sum(value * size for value, size in zip(losses, self.sizes))
-        images = sum(self.sizes)
-        self.sizes.clear()
-        return loss_sum, correct, images
+def make_train_step(session: Session) -> StepFn:
+    return build_train_step(session.train_model, session.optimizer, session.config, session.device, session.amp,
+                            session.model)
 
 
-@contextmanager
-def stop_requests():
-    """Turn SIGTERM and the first Ctrl-C into a request to stop at the next step boundary."""
-    requested = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield requested
-        return
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+def train_epoch(session: Session, step_fn: Callable, stop: threading.Event, show_progress: bool | None) -> bool:
+    """Run the current epoch from ``progress.batch`` until its end, the end of training or a stop request.
 
-    def handler(signum: int, frame: Any) -> None:
-        if requested.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        requested.set()
-
-    for sig in previous:
-        signal.signal(sig, handler)
-    try:
-        yield requested
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-def train_epoch(session: Session, step_fn: Callable, stop: threading.Event, show_progress: bool | None) -> None:
-    """Run the current epoch from ``progress.batch`` until its end, the end of training or a stop request."""
+    Returns whether to stop now (agreed by all processes)."""
     config, progress = session.config, session.progress
     steps_this_epoch = min(session.steps_per_epoch, session.total_steps - progress.epoch * session.steps_per_epoch)
     window = LossWindow(max(1, config.log_every), session.device)
     bar = tqdm(total=steps_this_epoch, initial=progress.batch, desc=f"epoch {progress.epoch + 1}", leave=False,
-               disable=None if show_progress is None else not show_progress, dynamic_ncols=True)
+               disable=(None if show_progress is None else not show_progress) or not session.dist.is_main,
+               dynamic_ncols=True)
     started, window_start, window_step = time.perf_counter(), time.perf_counter(), progress.step
     lr = config.lr
     for images, labels in session.train_loader.epoch(progress.epoch, progress.batch):
@@ -258,8 +211,15 @@ def train_epoch(session: Session, step_fn: Callable, stop: threading.Event, show
         progress.step += 1
         progress.batch += 1
         done = progress.batch >= steps_this_epoch
-        if window.full() or done or stop.is_set():
+        # One process alone must never stop early (the others would wait for it forever): with several
+        # processes a stop request is only acted on at a flush, where all of them agree on it.
+        stop_now = stop.is_set() and not session.dist.enabled
+        if window.full() or done or stop_now:
             loss_sum, n_correct, n_images = window.flush(window_step, progress.epoch)
+            loss_sum, n_correct, n_images = distributed.sum_across([loss_sum, n_correct, n_images], session.dist,
+                                                                   session.device)
+            n_correct, n_images = int(n_correct), int(n_images)
+            stop_now = distributed.any_across(stop.is_set(), session.dist, session.device)
             progress.epoch_loss_sum += loss_sum
             progress.epoch_correct += n_correct
             progress.epoch_count += n_images
@@ -269,10 +229,11 @@ def train_epoch(session: Session, step_fn: Callable, stop: threading.Event, show
             bar.set_postfix(loss=f"{loss_sum / max(1, n_images):.3f}", acc=f"{n_correct / max(1, n_images):.3f}",
                             lr=f"{lr:.3g}", img_s=f"{n_images / max(elapsed, 1e-9):,.0f}", refresh=False)
             window_start, window_step = time.perf_counter(), progress.step
-        if done or stop.is_set():
+        if done or stop_now:
             break
     progress.epoch_seconds += time.perf_counter() - started
     bar.close()
+    return stop_now
 
 
 def checkpoint_payload(session: Session) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -292,7 +253,10 @@ def checkpoint_payload(session: Session) -> tuple[dict[str, Any], dict[str, Any]
     return metadata, state
 
 
-def save(session: Session, kind: str = "step") -> Path:
+def save(session: Session, kind: str = "step") -> Path | None:
+    """Write a checkpoint (rank 0 only: the processes hold identical weights)."""
+    if not session.dist.is_main:
+        return None
     metadata, state = checkpoint_payload(session)
     keep = session.config.keep_checkpoints if kind == "step" else 1
     return save_checkpoint(session.run_dir, kind, session.model.state_dict(), metadata, state, keep=keep)
@@ -336,7 +300,10 @@ def end_of_epoch(session: Session, wall_start: float) -> None:
         save(session, "best")
     if finished or progress.epoch % max(1, config.checkpoint_every) == 0:
         save(session)
-    write_history(session.run_dir, progress.history)
+    if session.dist.is_main:
+        write_history(session.run_dir, progress.history)
+    if session.tensorboard is not None:
+        session.tensorboard.add(row)
     session.log(format_row(row, session.config.num_epochs(session.steps_per_epoch)))
 
 
@@ -354,16 +321,27 @@ def fit(config: TrainConfig, run_dir: str | Path, *, resume: bool = True, overri
         log: Log = print, show_progress: bool | None = None) -> dict[str, Any]:
     """Train (or continue training) into ``run_dir`` and return the results written to ``results.json``.
 
-    ``show_progress``: None shows a bar only on a terminal, False never, True always.
+    ``show_progress``: None shows a bar only on a terminal, False never, True always. While it trains, the run
+    directory is locked (``train/lock.py``): a second live run there is refused, a killed run's lock taken over.
     """
-    session = setup(config, Path(run_dir), resume, overrides or {}, log)
+    with run_lock(run_dir, log) if distributed.from_environment().is_main else nullcontext():
+        session = setup(config, Path(run_dir), resume, overrides or {}, log)
+        try:
+            return _train(session, show_progress)
+        finally:
+            if session.tensorboard is not None:
+                session.tensorboard.close()
+            distributed.stop(session.dist)
+
+
+def _train(session: Session, show_progress: bool | None) -> dict[str, Any]:
     step_fn = make_train_step(session)
     progress = session.progress
     with stop_requests() as stop:
         while progress.step < session.total_steps:
             wall_start = time.perf_counter()
             try:
-                train_epoch(session, step_fn, stop, show_progress)
+                stopping = train_epoch(session, step_fn, stop, show_progress)
             except NonFiniteLoss as error:
                 kept = list_checkpoints(session.run_dir)
                 raise NonFiniteLoss(f"{error} The last good checkpoint: {kept[0] if kept else 'none yet'}") from None
@@ -373,12 +351,14 @@ def fit(config: TrainConfig, run_dir: str | Path, *, resume: bool = True, overri
                 end_of_epoch(session, wall_start)
             else:
                 progress.wall_seconds += time.perf_counter() - wall_start
-            if stop.is_set():
+            if stopping:
                 if not epoch_done:
                     save(session)
                 raise TrainingStopped(session.run_dir, progress.step)
     results = summarize_run(session)
-    write_json(session.run_dir / "results.json", results)
+    if session.dist.is_main:
+        write_history(session.run_dir, progress.history)  # again: a kill may have come between checkpoint and history
+        write_json(session.run_dir / "results.json", results)
     return results
 
 

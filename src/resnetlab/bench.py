@@ -1,0 +1,156 @@
+"""Throughput of resnetlab's training step and inference, measured the way the training loop runs them.
+
+Numbers are steady-state images per second: warm-up steps (which include any compilation) are timed and
+reported separately, and the device is synchronised before the clock is read.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Callable
+
+import torch
+
+from resnetlab.data import DeviceLoader, fit_normalizer, load_dataset
+from resnetlab.models import create_model, model_info
+from resnetlab.train.config import TrainConfig
+from resnetlab.train.evaluate import autocast_context
+from resnetlab.train.loop import build_train_step
+from resnetlab.train.optim import build_optimizer
+
+
+@dataclass
+class BenchResult:
+    pipeline: str  # resnetlab | baseline | onnxruntime
+    mode: str  # train | infer
+    model: str
+    batch_size: int
+    device: str
+    images_per_sec: float
+    images: int  # images processed in the timed part
+    seconds: float  # timed part
+    warmup_seconds: float  # warm-up steps, including compilation
+    peak_memory_mib: float  # CUDA: peak allocated; CPU: peak resident set of the process
+    settings: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_mib(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+def timed(run_step: Callable[[], None], steps: int, warmup: int, device: torch.device) -> tuple[float, float]:
+    """(warm-up seconds, timed seconds) of ``warmup`` then ``steps`` calls."""
+    start = time.perf_counter()
+    for _ in range(warmup):
+        run_step()
+    synchronize(device)
+    warm = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(steps):
+        run_step()
+    synchronize(device)
+    return warm, time.perf_counter() - start
+
+
+def bench_config(device: torch.device, **changes: Any) -> TrainConfig:
+    """The settings the training loop would pick on ``device`` (bf16 and channels_last on CUDA)."""
+    on_cuda = device.type == "cuda"
+    base = TrainConfig(amp="bf16" if on_cuda else "off", channels_last="on" if on_cuda else "off",
+                       weight_decay=5e-4, lr=0.1)
+    return replace(base, **changes)
+
+
+def bench_train(model_name: str, batch_size: int, device: torch.device, *, steps: int = 20, warmup: int = 5,
+                config: TrainConfig | None = None, data: str = "synthetic") -> BenchResult:
+    """Training images/s of resnetlab's step: device-resident data, batched crop+flip, the configured precision."""
+    config = config or bench_config(device)
+    info = model_info(model_name)
+    size = config.image_size if info.input_size == 32 else info.input_size
+    dataset = load_dataset(data, image_size=size, synthetic_size=(max(batch_size * 4, 512), 16))
+    normalizer = fit_normalizer("channel", dataset.train.images)
+    channels_last = config.channels_last == "on"
+    loader = DeviceLoader(dataset.train, batch_size, device=device, normalizer=normalizer, augmentation="crop_flip",
+                          seed=0, channels_last=channels_last)
+    model = create_model(model_name, num_classes=dataset.num_classes).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if config.activation_checkpointing:
+        model.set_grad_checkpointing(config.activation_checkpointing)
+    train_model = torch.compile(model) if config.compile else model
+    optimizer = build_optimizer(model, config, device)
+    step = build_train_step(train_model, optimizer, config, device, config.amp == "bf16", model)
+    batches = _cycle(loader)
+    reset_peak_memory(device)
+
+    def run_step() -> None:
+        step(*next(batches))
+
+    warm, seconds = timed(run_step, steps, warmup, device)
+    settings = (f"amp={config.amp} channels_last={config.channels_last} compile={config.compile} "
+                f"checkpointing={config.activation_checkpointing}")
+    return BenchResult("resnetlab", "train", model_name, batch_size, str(device), steps * batch_size / seconds,
+                       steps * batch_size, seconds, warm, peak_memory_mib(device), settings)
+
+
+def bench_inference(model_name: str, batch_size: int, device: torch.device, *, steps: int = 20, warmup: int = 5,
+                    config: TrainConfig | None = None) -> BenchResult:
+    """Inference images/s: eval mode, ``torch.inference_mode``, the configured precision and memory format."""
+    config = config or bench_config(device)
+    info = model_info(model_name)
+    size = config.image_size if info.input_size == 32 else info.input_size
+    model = create_model(model_name).to(device).eval()
+    images = torch.randn(batch_size, 3, size, size, device=device)
+    if config.channels_last == "on":
+        model = model.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
+    forward = torch.compile(model) if config.compile else model
+    reset_peak_memory(device)
+
+    def run_step() -> None:
+        with torch.inference_mode(), autocast_context(device, config.amp == "bf16"):
+            forward(images)
+
+    warm, seconds = timed(run_step, steps, warmup, device)
+    settings = f"amp={config.amp} channels_last={config.channels_last} compile={config.compile}"
+    return BenchResult("resnetlab", "infer", model_name, batch_size, str(device), steps * batch_size / seconds,
+                       steps * batch_size, seconds, warm, peak_memory_mib(device), settings)
+
+
+def _cycle(loader: DeviceLoader):
+    epoch = 0
+    while True:
+        yield from loader.epoch(epoch)
+        epoch += 1
+
+
+def format_table(results: list[BenchResult]) -> str:
+    """A fixed-width table with the ratio of each resnetlab row to the baseline row of the same setting."""
+    baseline = {(r.mode, r.model, r.batch_size): r.images_per_sec for r in results if r.pipeline == "baseline"}
+    header = (f"{'pipeline':<12} {'mode':<6} {'model':<14} {'batch':>5} {'img/s':>10} {'vs base':>8} "
+              f"{'warm-up s':>9} {'peak MiB':>9}  settings")
+    lines = [header, "-" * len(header)]
+    for r in results:
+        base = baseline.get((r.mode, r.model, r.batch_size))
+        ratio = f"{r.images_per_sec / base:.2f}x" if base and r.pipeline != "baseline" else "-"
+        lines.append(f"{r.pipeline:<12} {r.mode:<6} {r.model:<14} {r.batch_size:>5} {r.images_per_sec:>10,.0f} "
+                     f"{ratio:>8} {r.warmup_seconds:>9.2f} {r.peak_memory_mib:>9.0f}  {r.settings}")
+    return "\n".join(lines)

@@ -1,0 +1,116 @@
+"""`resnetlab bench`: resnetlab's training and inference throughput next to the typical pipeline's, measured in
+the same process on the same device."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+from dataclasses import replace
+from pathlib import Path
+from types import ModuleType
+
+import resnetlab
+from resnetlab.errors import UserError
+
+DEFAULT_BASELINE = Path(resnetlab.__file__).resolve().parents[2] / "benchmarks" / "typical_pipeline.py"
+
+
+def load_baseline(path: Path) -> ModuleType:
+    """The baseline lives in the repository's benchmarks/ folder, outside the package, so it is loaded by path."""
+    if not path.is_file():
+        raise UserError(f"baseline not found: {path} (run from a source checkout, give --baseline, or --no-baseline)")
+    spec = importlib.util.spec_from_file_location("resnetlab_typical_pipeline", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def split_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    from resnetlab.bench import bench_config, bench_inference, bench_train, format_table
+    from resnetlab.models import model_info
+    from resnetlab.train.environment import pick_device
+
+    device = pick_device(args.device)
+    config = bench_config(device)
+    changes = {key: value for key, value in (("amp", args.amp), ("channels_last", args.channels_last)) if value}
+    if args.compile:
+        changes["compile"] = True
+    if args.activation_checkpointing:
+        changes["activation_checkpointing"] = args.activation_checkpointing
+    config = replace(config, **changes).validate()
+    modes = split_list(args.mode)
+    if not set(modes) <= {"train", "infer"}:
+        raise UserError(f"--mode takes train and/or infer, got {args.mode!r}")
+    models = split_list(args.models)
+    for name in models:
+        model_info(name)
+    batch_sizes = [int(b) for b in split_list(args.batch_sizes)]
+    if not batch_sizes or min(batch_sizes) < 1:
+        raise UserError("--batch-sizes needs positive integers, e.g. 128,512")
+    baseline = None if args.no_baseline else load_baseline(Path(args.baseline))
+    results = []
+    for name in models:
+        for batch in batch_sizes:
+            common = dict(steps=args.steps, warmup=args.warmup)
+            if "train" in modes:
+                if baseline is not None:
+                    results.append(baseline.train_throughput(name, batch, str(device), workers=args.workers,
+                                                             **common))
+                results.append(bench_train(name, batch, device, config=config, data=args.data, **common))
+            if "infer" in modes:
+                if baseline is not None:
+                    results.append(baseline.inference_throughput(name, batch, str(device), **common))
+                if args.runtime in ("torch", "both"):
+                    results.append(bench_inference(name, batch, device, config=config, **common))
+                if args.runtime in ("onnxruntime", "both"):
+                    results.append(onnxruntime_result(name, batch, args))
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        print(format_table(results))
+
+
+def onnxruntime_result(name: str, batch: int, args: argparse.Namespace):
+    import tempfile
+
+    import torch
+
+    from resnetlab.bench import BenchResult, peak_memory_mib
+    from resnetlab.export import export_onnx, onnxruntime_throughput
+    from resnetlab.models import create_model, model_info
+
+    size = model_info(name).input_size
+    with tempfile.TemporaryDirectory() as folder:
+        path = export_onnx(create_model(name).eval(), Path(folder) / f"{name}.onnx", size)
+        measured = onnxruntime_throughput(path, batch, iterations=args.steps, repeats=1, warmup=args.warmup)
+    return BenchResult("onnxruntime", "infer", name, batch, "cpu", measured.images_per_second, measured.images,
+                       measured.seconds, float("nan"), peak_memory_mib(torch.device("cpu")),
+                       "CPUExecutionProvider, fp32")
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    bench = commands.add_parser("bench", help="training and inference img/s against the typical pipeline")
+    bench.add_argument("--models", default="resnet20", help="comma-separated names, e.g. resnet20,resnet56")
+    bench.add_argument("--batch-sizes", default="128", help="comma-separated, e.g. 128,512")
+    bench.add_argument("--mode", default="train,infer", help="train, infer or both (comma-separated)")
+    bench.add_argument("--device", default="auto")
+    bench.add_argument("--data", default="synthetic", help="data for the training benchmark (default synthetic)")
+    bench.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
+    bench.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation happens here)")
+    bench.add_argument("--amp", choices=["bf16", "off"], help="default: bf16 on CUDA, off on CPU")
+    bench.add_argument("--channels-last", choices=["on", "off"], help="default: on for CUDA, off on CPU")
+    bench.add_argument("--compile", action="store_true", help="torch.compile the model")
+    bench.add_argument("--activation-checkpointing", type=int, default=0, metavar="K",
+                       help="checkpoint every K blocks (-1: per stage)")
+    bench.add_argument("--runtime", choices=["torch", "onnxruntime", "both"], default="torch",
+                       help="inference runtime (onnxruntime: CPU, needs resnetlab[export])")
+    bench.add_argument("--no-baseline", action="store_true", help="skip the typical pipeline")
+    bench.add_argument("--baseline", default=str(DEFAULT_BASELINE), help="path of the baseline script")
+    bench.add_argument("--workers", type=int, default=2, help="DataLoader workers of the baseline")
+    bench.add_argument("--json", action="store_true")
+    bench.set_defaults(func=cmd_bench)

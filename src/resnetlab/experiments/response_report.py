@@ -1,0 +1,106 @@
+"""The layer-response experiment's files (DRL Figure 7): per-layer stds (CSV), the per-model summary (CSV +
+Markdown from the same strings), the two-panel plot and the verdicts on the paper's two observations."""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from resnetlab.experiments.figures import Series, plot_layer_panels
+from resnetlab.experiments.records import data_text, display_name, setup_markdown
+from resnetlab.experiments.tables import Table, fixed
+from resnetlab.train.history import atomic_write_text
+from resnetlab.train.loop import Log, model_depth
+
+SUMMARY_COLUMNS = ["run", "model", "label", "layers", "mean_std", "median_std", "max_std", "mean_channel_std"]
+
+
+def labels(results: list[dict[str, Any]]) -> list[str]:
+    """Model names, with the run's name where two runs share a model."""
+    counts = Counter(r["model"] for r in results)
+    return [display_name(r["model"]) + (f" ({r['run']})" if counts[r["model"]] > 1 else "") for r in results]
+
+
+def summary_table(results: list[dict[str, Any]]) -> Table:
+    table = Table(SUMMARY_COLUMNS, view=[
+        ("model", lambda r: r["label"]), ("3x3 layers", lambda r: r["layers"]),
+        ("mean std", lambda r: r["mean_std"]), ("median std", lambda r: r["median_std"]),
+        ("max std", lambda r: r["max_std"]), ("mean channel std", lambda r: r["mean_channel_std"])])
+    for result, label in zip(results, labels(results)):
+        stds = [layer["std"] for layer in result["layers"]]
+        table.add(run=result["run"], model=result["model"], label=label, layers=len(stds),
+                  mean_std=fixed(statistics.fmean(stds), 4), median_std=fixed(statistics.median(stds), 4),
+                  max_std=fixed(max(stds), 4),
+                  mean_channel_std=fixed(statistics.fmean(layer["channel_std"] for layer in result["layers"]), 4))
+    return table
+
+
+def verdict_lines(table: Table) -> list[str]:
+    """DRL's two observations, on the mean std over layers: ResNet < plain twin; deeper ResNet < shallower one."""
+    first = {}
+    for row in table.rows:
+        first.setdefault(row["model"], row)
+    lines = []
+    for model, row in first.items():
+        twin = first.get(model.replace("resnet", "plain", 1)) if model.startswith("resnet") else None
+        if twin is not None:
+            holds = float(row["mean_std"]) < float(twin["mean_std"])
+            lines.append(f"{row['label']} responses smaller than {twin['label']}'s (mean std over layers): "
+                         f"{'yes' if holds else 'no'}, {row['mean_std']} vs {twin['mean_std']}")
+    resnets = sorted((m for m in first if m.startswith("resnet") and m[6:].isdigit()), key=model_depth)
+    if len(resnets) > 1:
+        deep, shallow = first[resnets[-1]], first[resnets[0]]
+        holds = float(deep["mean_std"]) < float(shallow["mean_std"])
+        lines.append(f"{deep['label']} responses smaller than {shallow['label']}'s (mean std over layers): "
+                     f"{'yes' if holds else 'no'}, {deep['mean_std']} vs {shallow['mean_std']}")
+    return lines or ["no plain/ResNet pair of the same depth and no two ResNet depths: nothing to compare"]
+
+
+def write_response_report(exp_dir: Path, results: list[dict[str, Any]], record: dict[str, Any],
+                          log: Log) -> dict[str, Any]:
+    per_layer = Table(["run", "model", "layer_index", "layer", "std", "channel_std", "rank_by_std"])
+    depths = sorted({model_depth(r["model"]) for r in results})
+    in_order, by_size = [], []
+    for result, label in zip(results, labels(results)):
+        stds = [layer["std"] for layer in result["layers"]]
+        ranks = {index: rank for rank, index in enumerate(sorted(range(len(stds)), key=lambda i: -stds[i]), 1)}
+        for index, layer in enumerate(result["layers"]):
+            per_layer.add(run=result["run"], model=result["model"], layer_index=layer["layer_index"],
+                          layer=layer["layer"], std=fixed(layer["std"], 5), channel_std=fixed(layer["channel_std"], 5),
+                          rank_by_std=ranks[index])
+        style = {"colour": depths.index(model_depth(result["model"])),
+                     "linestyle": "--" if result["model"].startswith("plain") else "-"}
+        in_order.append(Series(label, x=list(range(1, len(stds) + 1)), y=stds, **style))
+        by_size.append(Series(label, x=list(range(1, len(stds) + 1)), y=sorted(stds, reverse=True), **style))
+    per_layer.write_csv(exp_dir / "responses.csv")
+    table = summary_table(results)
+    table.write_csv(exp_dir / "results.csv")
+    sources = sorted({data_text(r["data"]) for r in results})
+    images = sorted({r["images"] for r in results})
+    title = (f"Std of 3x3 layer responses of trained nets: {', '.join(sources)} test set, first "
+             f"{', '.join(map(str, images))} images")
+    figure = plot_layer_panels([("in layer order", "layer index (3x3 layers, input to output)", in_order),
+                                ("sorted by magnitude", "rank (largest std first)", by_size)],
+                               exp_dir / "responses.png", title, ylabel="std of the layer's response")
+    found = verdict_lines(table)
+    setup = [("runs", ", ".join(f"{r['run']} (step {r['step']})" for r in results)),
+             ("images", f"the first {', '.join(map(str, images))} test images, eval mode (BN running statistics)")]
+    text = [
+        f"# {record['title']}", "", *setup_markdown(record, setup), "## Results", "", table.to_markdown(), "",
+        ("A layer's response is the output of each 3x3 convolution after its BN and before the ReLU or the "
+        "addition (v1 nets; in pre-activation nets the convolution's own output). Its std is taken over all "
+        "values of that output for the images (images x channels x positions); \"channel std\" is instead the mean "
+        "over channels of each channel's std. The weights are each run's final checkpoint."), "",
+        f"![layer response std]({figure.name})", "",
+        "Numbers: [results.csv](results.csv) (this table), [responses.csv](responses.csv) (every layer).", "",
+        "## Verdicts", "", *(f"- {line}" for line in found), "",
+        "## Notes", "",
+        ("- DRL Figure 7 (CIFAR-10, 64k iterations): ResNets have generally smaller responses than their plain "
+        "counterparts, and the deeper ResNet-110 smaller ones than ResNet-20/56, supporting the view that residual "
+        "functions are generally closer to zero than non-residual ones."), "",
+    ]
+    atomic_write_text(exp_dir / "results.md", "\n".join(text))
+    log(f"wrote {exp_dir / 'results.md'}, results.csv, responses.csv, {figure.name}")
+    return {"results": table.rows, "verdicts": found, "figure": figure, "markdown": exp_dir / "results.md"}

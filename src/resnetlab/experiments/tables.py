@@ -1,0 +1,111 @@
+"""Result tables written twice from the same rounded strings: a CSV for checking and Markdown for reading, so the
+numbers in a report are, character for character, the numbers in its data file."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import statistics
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from resnetlab.train.history import atomic_write_text
+
+DASH = "—"
+
+
+def mean_std(values: Iterable[float | None]) -> tuple[float | None, float | None, int]:
+    """(mean, sample standard deviation, n) of the values that are not None; std is 0 for one value."""
+    kept = [v for v in values if v is not None and math.isfinite(v)]
+    if not kept:
+        return None, None, 0
+    return statistics.fmean(kept), (statistics.stdev(kept) if len(kept) > 1 else 0.0), len(kept)
+
+
+def fixed(value: float | None, digits: int = 2, scale: float = 1.0) -> str:
+    """``value * scale`` with a fixed number of decimals; "" for a missing value."""
+    return "" if value is None or not math.isfinite(value) else f"{value * scale:.{digits}f}"
+
+
+def sci(value: float | None, digits: int = 3) -> str:
+    """Scientific notation for numbers spanning orders of magnitude (gradient norms)."""
+    return "" if value is None or not math.isfinite(value) else f"{value:.{digits - 1}e}"
+
+
+def plus_minus(mean: str, std: str, n: int | str) -> str:
+    """Markdown cell ``mean ± std`` (only the mean for a single seed; a dash when missing)."""
+    if not mean:
+        return DASH
+    return f"{mean} ± {std}" if int(n) > 1 and std else mean
+
+
+@dataclass
+class Table:
+    """Rows of string cells. ``columns`` are the CSV header; ``view`` says how Markdown shows them: each entry is
+    (title, function of the row's cells), so a Markdown cell can only be made of the CSV's own strings."""
+
+    columns: Sequence[str]
+    view: Sequence[tuple[str, Callable[[dict[str, str]], str]]] = ()
+    rows: list[dict[str, str]] = field(default_factory=list)
+
+    def add(self, **cells: object) -> None:
+        unknown = set(cells) - set(self.columns)
+        if unknown:
+            raise KeyError(f"not a column of this table: {sorted(unknown)}")
+        self.rows.append({key: "" if cells.get(key) is None else str(cells.get(key)) for key in self.columns})
+
+    def to_csv(self) -> str:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(self.columns), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        return buffer.getvalue()
+
+    def to_markdown(self) -> str:
+        view = self.view or [(key, (lambda row, key=key: row[key])) for key in self.columns]
+        lines = ["| " + " | ".join(title for title, _ in view) + " |",
+                 "|" + "|".join("---" for _ in view) + "|"]
+        for row in self.rows:
+            lines.append("| " + " | ".join(_cell(make(row)) for _, make in view) + " |")
+        return "\n".join(lines)
+
+    def write_csv(self, path: Path) -> Path:
+        atomic_write_text(path, self.to_csv())
+        return path
+
+
+def _cell(text: str) -> str:
+    return (text or DASH).replace("|", "\\|").replace("\n", " ")
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def parse_markdown_table(text: str) -> list[dict[str, str]]:
+    """The first pipe table in ``text`` as rows of header -> cell (what the tests compare with the CSV)."""
+    lines = [line.strip() for line in text.splitlines()]
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        block.append([cell.strip().replace("\\|", "|") for cell in split_row(line)])
+    header, body = block[0], block[2:]
+    return [dict(zip(header, row)) for row in body]
+
+
+def split_row(line: str) -> list[str]:
+    cells, current, escaped = [], "", False
+    for char in line.strip()[1:-1]:
+        if char == "|" and not escaped:
+            cells.append(current)
+            current = ""
+        else:
+            current += char
+        escaped = char == "\\"
+    cells.append(current)
+    return cells

@@ -1,0 +1,38 @@
+"""`resnetlab bench`: counts images right, runs the baseline in the same process, prints ratios."""
+
+import json
+
+import torch
+
+from resnetlab.bench import BenchResult, bench_inference, bench_train, format_table
+from resnetlab.cli import main
+
+
+def test_bench_train_and_inference_count_images():
+    train = bench_train("resnet8", 8, torch.device("cpu"), steps=3, warmup=1)
+    assert train.images == 24 and train.images_per_sec == train.images / train.seconds > 0
+    assert train.mode == "train" and train.warmup_seconds > 0 and train.peak_memory_mib > 0
+    infer = bench_inference("resnet8", 4, torch.device("cpu"), steps=2, warmup=1)
+    assert infer.images == 8 and infer.mode == "infer"
+
+
+def test_table_shows_ratio_to_baseline():
+    rows = [BenchResult("baseline", "train", "m", 8, "cpu", 100.0, 800, 8.0, 1.0, 10.0),
+            BenchResult("resnetlab", "train", "m", 8, "cpu", 250.0, 800, 3.2, 1.0, 10.0)]
+    table = format_table(rows)
+    assert "2.50x" in table.splitlines()[-1]
+
+
+def test_bench_cli_json_with_baseline(capsys):
+    argv = ["bench", "--models", "resnet8", "--batch-sizes", "8", "--steps", "2", "--warmup", "1", "--workers", "0",
+            "--device", "cpu", "--json"]
+    assert main(argv) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {(r["pipeline"], r["mode"]) for r in rows} == {("baseline", "train"), ("resnetlab", "train"),
+                                                           ("baseline", "infer"), ("resnetlab", "infer")}
+    assert all(r["images"] == 16 for r in rows)
+
+
+def test_bench_cli_bad_model(capsys):
+    assert main(["bench", "--models", "resnet21", "--no-baseline"]) == 2
+    assert "6n+2" in capsys.readouterr().err
