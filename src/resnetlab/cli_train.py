@@ -31,10 +31,11 @@ CONFIG_FLAGS: dict[str, tuple[str, type, str]] = {
     "--amp": ("amp", str, "auto (bf16 on CUDA), bf16 or off"),
     "--channels-last": ("channels_last", str, "auto (on CUDA), on or off"),
     "--log-every": ("log_every", int, "steps between progress updates"),
+    "--eval-every": ("eval_every", int, "steps between extra history rows inside epochs (0: epoch ends only)"),
     "--activation-checkpointing": ("activation_checkpointing", int,
                                    "keep only every K-th block's input and recompute the rest (-1: per stage)"),
 }
-SWITCHES = {"--compile": "compile", "--deterministic": "deterministic", "--sync-bn": "sync_bn",
+SWITCHES = {"--compile": "compile", "--deterministic": "deterministic", "--sync-bn": "sync_bn", "--strict-size": "strict_image_size",
             "--wd-exclude-norm-bias": "wd_exclude_norm_bias"}
 FIXED_ON_RESUME = ("model", "shortcut", "zero_init_residual", "data", "image_size", "val_split", "normalization",
                    "seed", "batch_size")

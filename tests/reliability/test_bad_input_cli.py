@@ -82,8 +82,9 @@ def test_bad_data(tiny_data, tmp_path, capsys, damage):
     assert not (tmp_path / "run").exists()
 
 
-def test_other_modes_and_sizes_are_converted(tmp_path, capsys):
-    """Grayscale, RGBA, palette and odd-sized images train like any other (converted to RGB, resized)."""
+def test_other_modes_and_sizes_are_converted_or_refused_by_flag(tmp_path, capsys):
+    """Grayscale, RGBA, palette and odd-sized images train like any other (converted to RGB, resized); with
+    --strict-size an image of another size is refused, naming it."""
     rng = np.random.default_rng(0)
     for split, count in (("train", 10), ("test", 3)):
         for label, name in enumerate(("a", "b")):
@@ -97,6 +98,13 @@ def test_other_modes_and_sizes_are_converted(tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--epochs", "1",
                  "--model", "resnet8", "--batch-size", "4", "--val-split", "4", "--image-size", "8", "--quiet"]) == 0
     assert load_checkpoint(list_checkpoints(tmp_path / "run")[0]).metadata["classes"] == ["a", "b"]
+    capsys.readouterr()
+    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "strict"), "--epochs", "1",
+                 "--model", "resnet8", "--batch-size", "4", "--val-split", "4", "--image-size", "8", "--quiet",
+                 "--strict-size"]) == 2
+    line = single_error_line(capsys.readouterr().err)
+    assert "is 21x13, not 8x8" in line and "--strict-size" in line
+    assert not (tmp_path / "strict").exists()
 
 
 def test_non_finite_loss_exits_2_naming_the_step_and_keeps_the_checkpoint(tiny_run, capsys):

@@ -146,3 +146,16 @@ def test_history_mirrored_to_tensorboard_when_installed(tiny_data, tmp_path, mon
     fit(tiny_config(tiny_data, epochs=1, tensorboard=True), run, overrides={"epochs": 2}, show_progress=False,
         log=lambda _: None)
     assert purges[-1][1] == 3 and scalars[-1][2] == 6  # resumed at step 3: later events of the killed run are purged
+
+
+def test_eval_every_adds_history_points_inside_epochs_without_changing_training(tiny_data, tmp_path):
+    plain = tmp_path / "plain"
+    fit(tiny_config(tiny_data, epochs=2), plain, show_progress=False, log=lambda _: None)
+    dense = tmp_path / "dense"
+    results = fit(tiny_config(tiny_data, epochs=2, eval_every=2), dense, show_progress=False, log=lambda _: None)
+    rows = [json.loads(line) for line in (dense / "history.jsonl").read_text().splitlines()]
+    assert [(row["step"], row.get("partial", False)) for row in rows] == [
+        (2, True), (3, False), (4, True), (6, False)]
+    assert rows[0]["epoch"] == pytest.approx(2 / 3, abs=1e-3) and "test_acc" in rows[0]
+    assert results["epochs"] == 2
+    assert_same_weights(final_weights(plain), final_weights(dense))  # evaluation never touches training state

@@ -34,26 +34,31 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
-def decode_image(name: str, payload: Path | bytes, size: int) -> np.ndarray:
-    """One image as uint8 (size, size, 3): converted to RGB, resized (bilinear) when its size differs.
+def decode_image(name: str, payload: Path | bytes, size: int, resize: bool = True) -> np.ndarray:
+    """One image as uint8 (size, size, 3): converted to RGB, resized (bilinear) when its size differs, or
+    refused when ``resize`` is False.
 
     Truncated files fail here because Pillow's ImageFile.LOAD_TRUNCATED_IMAGES is left at False.
     """
     try:
         with Image.open(io.BytesIO(payload) if isinstance(payload, bytes) else payload) as im:
             im.load()
+            if not resize and im.size != (size, size):
+                raise DataError(f"image {name} is {im.size[0]}x{im.size[1]}, not {size}x{size} "
+                                "(other sizes are refused by --strict-size)")
             return _to_array(im, size)
     except _DECODE_ERRORS as err:
         raise DataError(f"cannot decode image {name}: {one_line(err)}") from err
 
 
-def decode_images(items: Sequence[tuple[str, Path | bytes]], size: int, num_workers: int | None = None) -> np.ndarray:
+def decode_images(items: Sequence[tuple[str, Path | bytes]], size: int, num_workers: int | None = None,
+                  resize: bool = True) -> np.ndarray:
     """Decode (name, path-or-bytes) items into uint8 (N, size, size, 3), in item order."""
     out = np.empty((len(items), size, size, 3), dtype=np.uint8)
 
     def run(start: int) -> None:
         for i in range(start, min(start + _CHUNK, len(items))):
-            out[i] = decode_image(*items[i], size)
+            out[i] = decode_image(*items[i], size, resize)
 
     _parallel(run, len(items), num_workers)
     return out

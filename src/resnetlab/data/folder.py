@@ -23,7 +23,8 @@ SPLITS = ("train", "test")
 _LAYOUT = "expected <root>/train/<class>/<image> and <root>/test/<class>/<image>"
 
 
-def load_image_folder(path: Path, cache_dir: Path, image_size: int = 32, num_workers: int | None = None) -> Dataset:
+def load_image_folder(path: Path, cache_dir: Path, image_size: int = 32, num_workers: int | None = None,
+                      resize: bool = True) -> Dataset:
     """Load a directory of class folders, decoding only when the cache has no entry for this exact listing."""
     root = _directory_root(path)
     files: dict[str, Path] = {}
@@ -31,22 +32,24 @@ def load_image_folder(path: Path, cache_dir: Path, image_size: int = 32, num_wor
     listing: list[tuple[str, int, int]] = []
     for split in SPLITS:
         _walk(root, split, files, folders, listing)
-    key = f"folder-{cache.listing_digest(listing)[:24]}-{image_size}px"
+    key = f"folder-{cache.listing_digest(listing)[:24]}-{image_size}px" + ("" if resize else "-strict")
 
     def build() -> tuple[ImageArrays, ImageArrays, list[str]]:
-        return _build_splits(files, folders, str(root), lambda rel: str(root / rel), image_size, num_workers)
+        return _build_splits(files, folders, str(root), lambda rel: str(root / rel), image_size, num_workers,
+                             resize)
 
     train, test, classes = cache.cached(cache_dir, key, build)
     return Dataset(train=train, test=test, classes=classes, name=f"folder:{path.resolve()}")
 
 
-def load_image_archive(path: Path, cache_dir: Path, image_size: int = 32, num_workers: int | None = None) -> Dataset:
+def load_image_archive(path: Path, cache_dir: Path, image_size: int = 32, num_workers: int | None = None,
+                       resize: bool = True) -> Dataset:
     """Load class folders from a .tar/.tar.gz/.tgz/.tar.xz/.zip, reading members straight into memory.
 
     Nothing is extracted to disk, and unsafe members (absolute paths, `..`, links, devices) are refused.
     The cache key is the archive's sha256, remembered by (path, size, mtime) to skip re-hashing.
     """
-    key = f"archive-{cache.file_sha256(path, cache_dir)[:24]}-{image_size}px"
+    key = f"archive-{cache.file_sha256(path, cache_dir)[:24]}-{image_size}px" + ("" if resize else "-strict")
 
     def build() -> tuple[ImageArrays, ImageArrays, list[str]]:
         members, member_folders = read_members(path, _wanted)
@@ -59,7 +62,7 @@ def load_image_archive(path: Path, cache_dir: Path, image_size: int = 32, num_wo
             return f"{path}:{prefix}/{rel}" if prefix else f"{path}:{rel}"
 
         where = f"{path}:{prefix}" if prefix else str(path)
-        return _build_splits(files, folders, where, display, image_size, num_workers)
+        return _build_splits(files, folders, where, display, image_size, num_workers, resize)
 
     train, test, classes = cache.cached(cache_dir, key, build)
     return Dataset(train=train, test=test, classes=classes, name=f"folder:{path.resolve()}")
@@ -133,6 +136,7 @@ def _build_splits(
     display: Callable[[str], str],
     image_size: int,
     num_workers: int | None,
+    resize: bool = True,
 ) -> tuple[ImageArrays, ImageArrays, list[str]]:
     """Check the class folders of both splits, then decode each split in (class, file name) order."""
     by_split: dict[str, dict[str, list[str]]] = {split: {} for split in SPLITS}
@@ -164,5 +168,5 @@ def _build_splits(
                 raise DataError(f"class folder {display(f'{split}/{name}')} has no images")
             items.extend((display(rel), files[rel]) for rel in rels)
             labels.extend([label] * len(rels))
-        splits.append(ImageArrays(decode_images(items, image_size, num_workers), np.asarray(labels, dtype=np.int64)))
+        splits.append(ImageArrays(decode_images(items, image_size, num_workers, resize), np.asarray(labels, dtype=np.int64)))
     return splits[0], splits[1], classes

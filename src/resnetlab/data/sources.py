@@ -23,6 +23,7 @@ def load_dataset(
     *,
     cache_dir: str | Path | None = None,
     image_size: int = 32,
+    resize: bool = True,
     download: bool = True,
     num_workers: int | None = None,
     synthetic_size: tuple[int, int] = (2048, 512),
@@ -38,6 +39,7 @@ def load_dataset(
         cache_dir: where downloads and decoded arrays are kept (default $RESNETLAB_CACHE, else
             ~/.cache/resnetlab).
         image_size: side length images are resized to (bilinear) when they differ.
+        resize: False refuses image-folder images of another size instead of resizing them.
         download: whether a missing official release may be downloaded.
         num_workers: decoding threads (default: the CPUs available).
         synthetic_size: (train, test) image counts of "synthetic".
@@ -61,11 +63,11 @@ def load_dataset(
             f"or one of {', '.join(NAMED_SOURCES)})"
         )
     if path.is_dir():
-        return load_image_folder(path, cache, image_size, num_workers)
+        return load_image_folder(path, cache, image_size, num_workers, resize)
     if path.name in OFFICIAL_FILENAMES:
         return load_cifar(
             OFFICIAL_FILENAMES[path.name], cache, image_size=image_size, num_workers=num_workers, archive=path
         )
     if is_archive(path):
-        return load_image_archive(path, cache, image_size, num_workers)
+        return load_image_archive(path, cache, image_size, num_workers, resize)
     raise DataError(f"{path} is neither a folder nor a supported archive ({', '.join(ARCHIVE_SUFFIXES)})")

@@ -29,6 +29,7 @@ class TrainConfig:
     # data
     data: str = ""  # path, cifar10, cifar100, synthetic; "" = $RESNETLAB_DATA, then cifar10
     image_size: int = 32
+    strict_image_size: bool = False  # refuse images of another size instead of resizing them
     val_split: int = 5000  # training images held out for validation (the paper's 45k/5k)
     normalization: str = "pixel_mean"  # pixel_mean | channel | none
     augmentation: str = "crop_flip"  # crop_flip | keras | none
@@ -75,6 +76,7 @@ class TrainConfig:
     sync_bn: bool = False  # multi-process: BatchNorm statistics over the global batch (SyncBatchNorm)
     activation_checkpointing: int = 0  # 0 off; k: keep only every k-th block's input; -1: one segment per stage
     log_every: int = 50  # steps between progress updates (and host synchronisations)
+    eval_every: int = 0  # steps between extra history rows (evaluation) inside epochs; 0 = at epoch ends only
     checkpoint_every: int = 1  # epochs between checkpoints
     keep_checkpoints: int = 2
     tensorboard: bool = True

@@ -136,7 +136,8 @@ def setup(config: TrainConfig, run_dir: Path, resume: bool, overrides: dict[str,
     amp = config.amp == "bf16" or (config.amp == "auto" and device.type == "cuda")
     channels_last = config.channels_last == "on" or (config.channels_last == "auto" and device.type == "cuda")
 
-    dataset = split_validation(load_dataset(config.data or None, image_size=config.image_size),
+    dataset = split_validation(load_dataset(config.data or None, image_size=config.image_size,
+                                            resize=not config.strict_image_size),
                                config.val_split, seed=config.seed)
     normalizer = (Normalizer.from_state_dict(checkpoint.state["normalizer"]) if checkpoint
                   else fit_normalizer(config.normalization, dataset.train.images))
@@ -211,10 +212,11 @@ def train_epoch(session: Session, step_fn: Callable, stop: threading.Event, show
         progress.step += 1
         progress.batch += 1
         done = progress.batch >= steps_this_epoch
+        history_point = config.eval_every > 0 and progress.step % config.eval_every == 0 and not done
         # One process alone must never stop early (the others would wait for it forever): with several
         # processes a stop request is only acted on at a flush, where all of them agree on it.
         stop_now = stop.is_set() and not session.dist.enabled
-        if window.full() or done or stop_now:
+        if window.full() or done or stop_now or history_point:
             loss_sum, n_correct, n_images = window.flush(window_step, progress.epoch)
             loss_sum, n_correct, n_images = distributed.sum_across([loss_sum, n_correct, n_images], session.dist,
                                                                    session.device)
@@ -229,6 +231,12 @@ def train_epoch(session: Session, step_fn: Callable, stop: threading.Event, show
             bar.set_postfix(loss=f"{loss_sum / max(1, n_images):.3f}", acc=f"{n_correct / max(1, n_images):.3f}",
                             lr=f"{lr:.3g}", img_s=f"{n_images / max(elapsed, 1e-9):,.0f}", refresh=False)
             window_start, window_step = time.perf_counter(), progress.step
+        if history_point:
+            progress.epoch_seconds += time.perf_counter() - started
+            row = {**measure_row(session, steps_this_epoch), "partial": True}
+            progress.history.append(row)
+            publish_row(session, row)
+            started = window_start = time.perf_counter()
         if done or stop_now:
             break
     progress.epoch_seconds += time.perf_counter() - started
@@ -262,11 +270,12 @@ def save(session: Session, kind: str = "step") -> Path | None:
     return save_checkpoint(session.run_dir, kind, session.model.state_dict(), metadata, state, keep=keep)
 
 
-def end_of_epoch(session: Session, wall_start: float) -> None:
-    """Evaluate, record the history row, adjust the plateau, keep the best and last checkpoints."""
-    config, progress = session.config, session.progress
-    row: dict[str, Any] = {"epoch": progress.epoch + 1, "step": progress.step,
-                           "lr": session.optimizer.param_groups[0]["lr"]}
+def measure_row(session: Session, steps_this_epoch: int) -> dict[str, Any]:
+    """One history row now: the epoch's training loss and accuracy so far, and a full pass over val and test."""
+    progress = session.progress
+    fraction = progress.batch / max(1, steps_this_epoch)
+    row: dict[str, Any] = {"epoch": progress.epoch + 1 if fraction >= 1 else round(progress.epoch + fraction, 4),
+                           "step": progress.step, "lr": session.optimizer.param_groups[0]["lr"]}
     count = max(1, progress.epoch_count)
     row.update(train_loss=progress.epoch_loss_sum / count, train_acc=progress.epoch_correct / count)
     row["train_error"] = 1 - row["train_acc"]
@@ -277,6 +286,22 @@ def end_of_epoch(session: Session, wall_start: float) -> None:
             row.update({f"{split}_loss": result.loss, f"{split}_acc": result.accuracy, f"{split}_error": result.error})
     row["epoch_seconds"] = progress.epoch_seconds
     row["images_per_sec"] = progress.epoch_count / max(progress.epoch_seconds, 1e-9)
+    return row
+
+
+def publish_row(session: Session, row: dict[str, Any]) -> None:
+    """Show the newest history row: the history files (rank 0), TensorBoard, the log."""
+    if session.dist.is_main:
+        write_history(session.run_dir, session.progress.history)
+    if session.tensorboard is not None:
+        session.tensorboard.add(row)
+    session.log(format_row(row, session.config.num_epochs(session.steps_per_epoch)))
+
+
+def end_of_epoch(session: Session, wall_start: float) -> None:
+    """Evaluate, record the history row, adjust the plateau, keep the best and last checkpoints."""
+    config, progress = session.config, session.progress
+    row = measure_row(session, progress.batch)
     progress.wall_seconds += time.perf_counter() - wall_start
     row["wall_seconds"] = progress.wall_seconds
     monitor_split = "val" if "val" in session.eval_loaders else ("test" if config.select_on == "test" else "")
@@ -291,7 +316,7 @@ def end_of_epoch(session: Session, wall_start: float) -> None:
     improved = selected is not None and selected > progress.best_metric
     if improved:
         progress.best_metric, progress.best_epoch = selected, progress.epoch + 1
-    progress.history.append(row)
+    progress.history.append(row)  # before the checkpoints, which carry the history
     progress.epoch += 1
     progress.batch = 0
     progress.epoch_loss_sum, progress.epoch_correct, progress.epoch_count, progress.epoch_seconds = 0.0, 0, 0, 0.0
@@ -300,15 +325,12 @@ def end_of_epoch(session: Session, wall_start: float) -> None:
         save(session, "best")
     if finished or progress.epoch % max(1, config.checkpoint_every) == 0:
         save(session)
-    if session.dist.is_main:
-        write_history(session.run_dir, progress.history)
-    if session.tensorboard is not None:
-        session.tensorboard.add(row)
-    session.log(format_row(row, session.config.num_epochs(session.steps_per_epoch)))
+    publish_row(session, row)
 
 
 def format_row(row: dict[str, Any], epochs: int) -> str:
-    parts = [f"epoch {row['epoch']}/{epochs}", f"step {row['step']}", f"lr {row['lr']:.4g}",
+    epoch = row["epoch"] if isinstance(row["epoch"], int) else f"{row['epoch']:.2f}"
+    parts = [f"epoch {epoch}/{epochs}", f"step {row['step']}", f"lr {row['lr']:.4g}",
              f"train loss {row['train_loss']:.4f} acc {100 * row['train_acc']:.2f}%"]
     for split in ("val", "test"):
         if f"{split}_acc" in row:
@@ -366,10 +388,11 @@ def summarize_run(session: Session) -> dict[str, Any]:
     """Final-epoch numbers and, separately, the test accuracy of the epoch the selection split chose."""
     config, progress = session.config, session.progress
     last = progress.history[-1] if progress.history else {}
-    selected = next((row for row in progress.history if row["epoch"] == progress.best_epoch), None)
+    epoch_rows = [row for row in progress.history if not row.get("partial")]
+    selected = next((row for row in epoch_rows if row["epoch"] == progress.best_epoch), None)
     return {
         "model": config.model, "data": config.data or "default", "seed": config.seed, "steps": progress.step,
-        "epochs": len(progress.history), "final_train_error": last.get("train_error"),
+        "epochs": len(epoch_rows), "final_train_error": last.get("train_error"),
         "final_val_acc": last.get("val_acc"), "final_test_acc": last.get("test_acc"),
         "selected_on": config.select_on if selected else None,
         "selected_epoch": progress.best_epoch if selected else None,
