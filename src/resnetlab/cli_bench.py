@@ -103,7 +103,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
     bench.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation happens here)")
     bench.add_argument("--amp", choices=["bf16", "off"], help="default: bf16 on CUDA, off on CPU")
-    bench.add_argument("--channels-last", choices=["on", "off"], help="default: on for CUDA, off on CPU")
+    bench.add_argument("--channels-last", choices=["on", "off"], help="default: on")
     bench.add_argument("--compile", action="store_true", help="torch.compile the model")
     bench.add_argument("--activation-checkpointing", type=int, default=0, metavar="K",
                        help="checkpoint every K blocks (-1: per stage)")

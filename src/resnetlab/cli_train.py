@@ -29,7 +29,7 @@ CONFIG_FLAGS: dict[str, tuple[str, type, str]] = {
     "--seed": ("seed", int, "random seed"),
     "--device": ("device", str, "auto, cpu, cuda or cuda:N"),
     "--amp": ("amp", str, "auto (bf16 on CUDA), bf16 or off"),
-    "--channels-last": ("channels_last", str, "auto (on CUDA), on or off"),
+    "--channels-last": ("channels_last", str, "auto (= on), on or off"),
     "--log-every": ("log_every", int, "steps between progress updates"),
     "--eval-every": ("eval_every", int, "steps between extra history rows inside epochs (0: epoch ends only)"),
     "--activation-checkpointing": ("activation_checkpointing", int,

@@ -71,7 +71,7 @@ class TrainConfig:
     deterministic: bool = False
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | off
-    channels_last: str = "auto"  # auto (on CUDA) | on | off
+    channels_last: str = "auto"  # auto (= on: faster on CUDA and on CPU with oneDNN) | on | off
     compile: bool = False
     sync_bn: bool = False  # multi-process: BatchNorm statistics over the global batch (SyncBatchNorm)
     activation_checkpointing: int = 0  # 0 off; k: keep only every k-th block's input; -1: one segment per stage
