@@ -168,5 +168,6 @@ def _build_splits(
                 raise DataError(f"class folder {display(f'{split}/{name}')} has no images")
             items.extend((display(rel), files[rel]) for rel in rels)
             labels.extend([label] * len(rels))
-        splits.append(ImageArrays(decode_images(items, image_size, num_workers, resize), np.asarray(labels, dtype=np.int64)))
+        images = decode_images(items, image_size, num_workers, resize)
+        splits.append(ImageArrays(images, np.asarray(labels, dtype=np.int64)))
     return splits[0], splits[1], classes
