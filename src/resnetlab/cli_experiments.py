@@ -9,7 +9,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from resnetlab.cli_train import parse_ints, parse_set
+from resnetlab.cli_train import collect_overrides, parse_ints, parse_set
 from resnetlab.errors import UserError
 
 GRADIENT_MODELS = "plain20,plain56,plain110,resnet20,resnet56,resnet110"
@@ -57,18 +57,9 @@ def base_config(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """The sweep's shared TrainConfig (recipe <- --config <- flags) and the arguments to record."""
     from resnetlab.train.config import resolve_config
 
-    overrides: dict[str, Any] = {name: getattr(args, name) for name, *_ in TRAINING_FLAGS.values()
-                                 if getattr(args, name) is not None}
-    if args.deterministic:
-        overrides["deterministic"] = True
     if args.epochs is not None and args.iterations is not None:
         raise UserError("give --epochs or --iterations, not both")
-    if args.epochs is not None:
-        overrides.update(epochs=args.epochs, iterations=0)
-    if args.iterations is not None:
-        overrides.update(iterations=args.iterations, epochs=0)
-    for key, value in args.set or []:
-        overrides[key] = value
+    overrides = collect_overrides(args, TRAINING_FLAGS, {"--deterministic": "deterministic"})
     config = resolve_config(args.recipe, args.config, overrides)
     return config, {"command": command_line(args), "recipe": args.recipe, "config_file": args.config,
                     "overrides": overrides, "seeds": args.seeds}

@@ -63,11 +63,12 @@ def parse_ints(text: str) -> list[int]:
     return values
 
 
-def collect_overrides(args: argparse.Namespace) -> dict[str, Any]:
+def collect_overrides(args: argparse.Namespace, flags: dict[str, tuple[str, type, str]] = CONFIG_FLAGS,
+                      switches: dict[str, str] = SWITCHES) -> dict[str, Any]:
     """Only what the user typed: on resume these, and nothing else, change the stored config."""
     given = vars(args)
-    overrides = {name: given[name] for name, *_ in CONFIG_FLAGS.values() if given.get(name) is not None}
-    overrides.update({name: True for name in SWITCHES.values() if given.get(name)})
+    overrides = {name: given[name] for name, *_ in flags.values() if given.get(name) is not None}
+    overrides.update({name: True for name in switches.values() if given.get(name)})
     if args.epochs is not None:
         overrides.update(epochs=args.epochs, iterations=0)
     if args.iterations is not None:
