@@ -18,6 +18,7 @@ from resnetlab.data import DeviceLoader, fit_normalizer, load_dataset
 from resnetlab.models import create_model, model_info
 from resnetlab.train.config import TrainConfig
 from resnetlab.train.evaluate import autocast_context
+from resnetlab.train.graphs import GraphedStep, graphed_if_supported
 from resnetlab.train.loop import build_train_step
 from resnetlab.train.optim import build_optimizer
 
@@ -83,6 +84,7 @@ def bench_train(model_name: str, batch_size: int, device: torch.device, *, steps
                 config: TrainConfig | None = None, data: str = "synthetic") -> BenchResult:
     """Training images/s of resnetlab's step: device-resident data, batched crop+flip, the configured precision."""
     config = config or bench_config(device)
+    torch.backends.cudnn.benchmark = True  # as the training loop sets it (fixed shapes: autotuned once)
     info = model_info(model_name)
     size = config.image_size if info.input_size == 32 else info.input_size
     dataset = load_dataset(data, image_size=size, synthetic_size=(max(batch_size * 4, 512), 16))
@@ -98,6 +100,8 @@ def bench_train(model_name: str, batch_size: int, device: torch.device, *, steps
     train_model = torch.compile(model) if config.compile else model
     optimizer = build_optimizer(model, config, device)
     step = build_train_step(train_model, optimizer, config, device, config.amp == "bf16", model)
+    step, _ = graphed_if_supported(step, model, optimizer, config.cuda_graphs, device=device,
+                                   checkpointing=bool(config.activation_checkpointing))
     batches = _cycle(loader)
     reset_peak_memory(device)
 
@@ -105,8 +109,9 @@ def bench_train(model_name: str, batch_size: int, device: torch.device, *, steps
         step(*next(batches))
 
     warm, seconds = timed(run_step, steps, warmup, device)
+    graphs = "on" if isinstance(step, GraphedStep) and step.captured else "off"
     settings = (f"amp={config.amp} channels_last={config.channels_last} compile={config.compile} "
-                f"checkpointing={config.activation_checkpointing}")
+                f"graphs={graphs} checkpointing={config.activation_checkpointing}")
     return BenchResult("resnetlab", "train", model_name, batch_size, str(device), steps * batch_size / seconds,
                        steps * batch_size, seconds, warm, peak_memory_mib(device), settings)
 
@@ -115,6 +120,7 @@ def bench_inference(model_name: str, batch_size: int, device: torch.device, *, s
                     config: TrainConfig | None = None) -> BenchResult:
     """Inference images/s: eval mode, ``torch.inference_mode``, the configured precision and memory format."""
     config = config or bench_config(device)
+    torch.backends.cudnn.benchmark = True
     info = model_info(model_name)
     size = config.image_size if info.input_size == 32 else info.input_size
     model = create_model(model_name).to(device).eval()

@@ -37,7 +37,8 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
     device = pick_device(args.device)
     config = bench_config(device)
-    changes = {key: value for key, value in (("amp", args.amp), ("channels_last", args.channels_last)) if value}
+    changes = {key: value for key, value in (("amp", args.amp), ("channels_last", args.channels_last),
+                                             ("cuda_graphs", args.cuda_graphs)) if value}
     if args.compile:
         changes["compile"] = True
     if args.activation_checkpointing:
@@ -104,6 +105,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation happens here)")
     bench.add_argument("--amp", choices=["bf16", "off"], help="default: bf16 on CUDA, off on CPU")
     bench.add_argument("--channels-last", choices=["on", "off"], help="default: on")
+    bench.add_argument("--cuda-graphs", choices=["auto", "on", "off"],
+                       help="replay the whole training step as a CUDA graph (default auto: on CUDA where supported)")
     bench.add_argument("--compile", action="store_true", help="torch.compile the model")
     bench.add_argument("--activation-checkpointing", type=int, default=0, metavar="K",
                        help="checkpoint every K blocks (-1: per stage)")

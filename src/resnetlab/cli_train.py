@@ -30,6 +30,7 @@ CONFIG_FLAGS: dict[str, tuple[str, type, str]] = {
     "--device": ("device", str, "auto, cpu, cuda or cuda:N"),
     "--amp": ("amp", str, "auto (bf16 on CUDA), bf16 or off"),
     "--channels-last": ("channels_last", str, "auto (= on), on or off"),
+    "--cuda-graphs": ("cuda_graphs", str, "auto (on where supported), on or off: replay the step as a CUDA graph"),
     "--log-every": ("log_every", int, "steps between progress updates"),
     "--eval-every": ("eval_every", int, "steps between extra history rows inside epochs (0: epoch ends only)"),
     "--activation-checkpointing": ("activation_checkpointing", int,

@@ -65,6 +65,7 @@ class TrainConfig:
     plateau_monitor: str = "val_loss"  # val_loss | val_acc
     plateau_reset_by_schedule: bool = False  # Keras: LearningRateScheduler resets lr each epoch (see keras.toml)
     # evaluation and selection
+    eval_flip: bool = False  # also report val/test accuracy with left-right flip test-time augmentation
     select_on: str = "val"  # split that picks the "best" checkpoint: val, or test (the tutorial's practice)
     # runtime
     seed: int = 0
@@ -73,6 +74,7 @@ class TrainConfig:
     amp: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | off
     channels_last: str = "auto"  # auto (= on: faster on CUDA and on CPU with oneDNN) | on | off
     compile: bool = False
+    cuda_graphs: str = "auto"  # auto (on where supported: CUDA, fused SGD, one process) | on | off; train/graphs.py
     sync_bn: bool = False  # multi-process: BatchNorm statistics over the global batch (SyncBatchNorm)
     activation_checkpointing: int = 0  # 0 off; k: keep only every k-th block's input; -1: one segment per stage
     log_every: int = 50  # steps between progress updates (and host synchronisations)
@@ -106,6 +108,7 @@ class TrainConfig:
              "a plateau schedule needs a validation split (--val-split N) or select_on = \"test\""),
             (self.amp in ("auto", "bf16", "off"), f"amp must be auto, bf16 or off, got {self.amp!r}"),
             (self.channels_last in ("auto", "on", "off"), "channels_last must be auto, on or off"),
+            (self.cuda_graphs in ("auto", "on", "off"), "cuda_graphs must be auto, on or off"),
         ]
         for ok, message in checks:
             if not ok:

@@ -27,15 +27,23 @@ class Evaluation:
         return (self.confusion.diag() / totals).tolist()
 
 
-def autocast_context(device: torch.device, enabled: bool):
-    """bf16 autocast where asked (CUDA, or CPU with AVX-512 bf16); a no-op otherwise."""
-    return torch.autocast(device.type, dtype=torch.bfloat16) if enabled else nullcontext()
+def autocast_context(device: torch.device, enabled: bool, cache: bool = True):
+    """bf16 autocast where asked (CUDA, or CPU with AVX-512 bf16); a no-op otherwise.
+
+    ``cache=False`` for a step that may be captured in a CUDA graph: autocast's cache of cast weights would
+    hold tensors from the capture's memory pool across replays (the PyTorch CUDA-graph notes ask for it).
+    """
+    return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=cache) if enabled else nullcontext()
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], num_classes: int,
-             device: torch.device, amp: bool = False) -> Evaluation:
-    """Mean cross-entropy and accuracy over all batches, in eval mode (BN running statistics)."""
+             device: torch.device, amp: bool = False, flip: bool = False) -> Evaluation:
+    """Mean cross-entropy and accuracy over all batches, in eval mode (BN running statistics).
+
+    ``flip``: test-time augmentation, the mean of the logits of each image and its mirror image (left-right
+    flips are part of training's augmentation, so the mirror is an equally likely view of the same picture).
+    """
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
@@ -44,6 +52,8 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
         for images, labels in batches:
             with autocast_context(device, amp):
                 logits = model(images)
+                if flip:
+                    logits = (logits.float() + model(images.flip(-1)).float()) / 2
             loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum").double()
             confusion += torch.bincount(labels * num_classes + logits.argmax(dim=1), minlength=num_classes ** 2)
     finally:

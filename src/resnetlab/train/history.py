@@ -18,7 +18,8 @@ from typing import Any
 
 HISTORY_FIELDS = [
     "epoch", "step", "lr", "train_loss", "train_acc", "train_error", "val_loss", "val_acc", "val_error",
-    "test_loss", "test_acc", "test_error", "epoch_seconds", "wall_seconds", "images_per_sec",
+    "test_loss", "test_acc", "test_error", "val_acc_flip", "test_acc_flip", "epoch_seconds", "wall_seconds",
+    "images_per_sec",
 ]
 
 

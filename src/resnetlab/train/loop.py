@@ -30,7 +30,8 @@ from resnetlab.train.environment import describe_environment, pick_device, seed_
 from resnetlab.train.evaluate import evaluate
 from resnetlab.train.history import TensorBoardMirror, atomic_write_text, write_history, write_json
 from resnetlab.train.lock import run_lock
-from resnetlab.train.optim import build_optimizer, set_lr
+from resnetlab.train.graphs import graphed_if_supported
+from resnetlab.train.optim import build_optimizer, current_lr, portable_state_dict, set_lr
 from resnetlab.train.schedule import PlateauState, WarmupState, effective_lr
 from resnetlab.train.step import LossWindow, NonFiniteLoss, StepFn, TrainingStopped, build_train_step, stop_requests
 
@@ -189,8 +190,17 @@ def _silent(message: str) -> None:
 
 
 def make_train_step(session: Session) -> StepFn:
-    return build_train_step(session.train_model, session.optimizer, session.config, session.device, session.amp,
+    """The eager step, replayed as a CUDA graph where ``config.cuda_graphs`` and the setup allow (graphs.py)."""
+    config = session.config
+    step = build_train_step(session.train_model, session.optimizer, config, session.device, session.amp,
                             session.model)
+    step, chosen = graphed_if_supported(step, session.model, session.optimizer, config.cuda_graphs,
+                                        device=session.device, distributed=session.dist.enabled,
+                                        checkpointing=bool(config.activation_checkpointing),
+                                        deterministic=config.deterministic, log=session.log)
+    if session.device.type == "cuda":
+        session.log(chosen)
+    return step
 
 
 def train_epoch(session: Session, step_fn: Callable, stop: threading.Event, show_progress: bool | None) -> bool:
@@ -256,7 +266,7 @@ def checkpoint_payload(session: Session) -> tuple[dict[str, Any], dict[str, Any]
         "normalizer": {k: (v.tolist() if isinstance(v, torch.Tensor) else v) for k, v in normalizer_state.items()},
         "data": config.data, "recipe_summary": {k: getattr(config, k) for k in ("optimizer", "lr", "batch_size")},
     }
-    state = {"optimizer": session.optimizer.state_dict(), "progress": asdict(progress),
+    state = {"optimizer": portable_state_dict(session.optimizer), "progress": asdict(progress),
              "warmup": session.warmup.state_dict(), "plateau": session.plateau.state_dict(),
              "config": config.to_dict(), "normalizer": normalizer_state, "rng": torch.get_rng_state()}
     return metadata, state
@@ -276,7 +286,7 @@ def measure_row(session: Session, steps_this_epoch: int) -> dict[str, Any]:
     progress = session.progress
     fraction = progress.batch / max(1, steps_this_epoch)
     row: dict[str, Any] = {"epoch": progress.epoch + 1 if fraction >= 1 else round(progress.epoch + fraction, 4),
-                           "step": progress.step, "lr": session.optimizer.param_groups[0]["lr"]}
+                           "step": progress.step, "lr": current_lr(session.optimizer)}
     count = max(1, progress.epoch_count)
     row.update(train_loss=progress.epoch_loss_sum / count, train_acc=progress.epoch_correct / count)
     row["train_error"] = 1 - row["train_acc"]
@@ -285,6 +295,10 @@ def measure_row(session: Session, steps_this_epoch: int) -> dict[str, Any]:
             result = evaluate(session.model, session.eval_loaders[split].epoch(0), len(session.classes),
                               session.device, session.amp)
             row.update({f"{split}_loss": result.loss, f"{split}_acc": result.accuracy, f"{split}_error": result.error})
+            if session.config.eval_flip:
+                flipped = evaluate(session.model, session.eval_loaders[split].epoch(0), len(session.classes),
+                                   session.device, session.amp, flip=True)
+                row[f"{split}_acc_flip"] = flipped.accuracy
     row["epoch_seconds"] = progress.epoch_seconds
     row["images_per_sec"] = progress.epoch_count / max(progress.epoch_seconds, 1e-9)
     return row
@@ -335,7 +349,8 @@ def format_row(row: dict[str, Any], epochs: int) -> str:
              f"train loss {row['train_loss']:.4f} acc {100 * row['train_acc']:.2f}%"]
     for split in ("val", "test"):
         if f"{split}_acc" in row:
-            parts.append(f"{split} loss {row[f'{split}_loss']:.4f} acc {100 * row[f'{split}_acc']:.2f}%")
+            parts.append(f"{split} loss {row[f'{split}_loss']:.4f} acc {100 * row[f'{split}_acc']:.2f}%"
+                         + (f" (flip TTA {100 * row[f'{split}_acc_flip']:.2f}%)" if f"{split}_acc_flip" in row else ""))
     parts.append(f"{row['epoch_seconds']:.1f}s {row['images_per_sec']:,.0f} img/s")
     return " | ".join(parts)
 
@@ -395,6 +410,7 @@ def summarize_run(session: Session) -> dict[str, Any]:
         "model": config.model, "data": config.data or "default", "seed": config.seed, "steps": progress.step,
         "epochs": len(epoch_rows), "final_train_error": last.get("train_error"),
         "final_val_acc": last.get("val_acc"), "final_test_acc": last.get("test_acc"),
+        **({"final_test_acc_flip": last.get("test_acc_flip")} if config.eval_flip else {}),
         "selected_on": config.select_on if selected else None,
         "selected_epoch": progress.best_epoch if selected else None,
         "selected_test_acc": selected.get("test_acc") if selected else None,

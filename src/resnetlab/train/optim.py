@@ -45,6 +45,39 @@ def l2_penalty(kernels: list[torch.Tensor], coefficient: float) -> torch.Tensor:
     return coefficient * torch.stack([kernel.float().square().sum() for kernel in kernels]).sum()
 
 
-def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+def use_tensor_lr(optimizer: torch.optim.Optimizer, device: torch.device) -> torch.Tensor:
+    """Give every parameter group one shared device tensor as its learning rate, holding the current value.
+
+    A captured step (``graphs.py``) reads the rate from device memory; ``set_lr`` then writes that tensor in
+    place, which is one small kernel and no host synchronisation.
+    """
+    lr = torch.tensor(current_lr(optimizer), device=device, dtype=torch.float32)
     for group in optimizer.param_groups:
         group["lr"] = lr
+    return lr
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    filled: set[int] = set()
+    for group in optimizer.param_groups:
+        current = group["lr"]
+        if isinstance(current, torch.Tensor):
+            if id(current) not in filled:
+                current.fill_(lr)
+                filled.add(id(current))
+        else:
+            group["lr"] = lr
+
+
+def current_lr(optimizer: torch.optim.Optimizer) -> float:
+    """The first group's learning rate as a number (reading a device tensor waits for the device)."""
+    return float(optimizer.param_groups[0]["lr"])
+
+
+def portable_state_dict(optimizer: torch.optim.Optimizer) -> dict:
+    """``optimizer.state_dict()`` with tensor learning rates as numbers, so a checkpoint loads on any device."""
+    state = optimizer.state_dict()
+    for group in state["param_groups"]:
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"] = float(group["lr"])
+    return state

@@ -49,7 +49,7 @@ def build_train_step(model: nn.Module, optimizer: torch.optim.Optimizer, config:
     kernels = conv_kernels(penalised or model) if config.l2 else []
 
     def step(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with autocast_context(device, amp):
+        with autocast_context(device, amp, cache=False):
             logits = model(images)
         loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
         objective = loss + l2_penalty(kernels, config.l2) if kernels else loss

@@ -1,0 +1,311 @@
+"""One GPU session's measurements in one command: throughput against the typical pipeline, a profile, very deep
+nets with and without activation checkpointing, the `fast` recipe's time to accuracy (3 seeds) and the full
+`paper` recipe. Each part is timed against a budget and skipped, not cut short, when it would not fit; results
+go to OUT/results.json as they come, so a killed session still leaves what it measured.
+
+    PYTHONPATH=src python benchmarks/gpu_session.py --data PATH/cifar10-jpeg.tar.xz --out OUT --budget 540
+    PYTHONPATH=src python benchmarks/gpu_session.py --smoke --out /tmp/smoke    # every path, tiny, on the CPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from resnetlab.bench import bench_config, bench_inference, bench_train
+from resnetlab.cli_bench import DEFAULT_BASELINE, load_baseline
+from resnetlab.data import load_dataset
+from resnetlab.train.config import resolve_config
+from resnetlab.train.environment import describe_environment
+from resnetlab.train.history import read_history
+from resnetlab.train.loop import TrainingStopped, fit
+
+STARTED = time.perf_counter()
+
+
+class Session:
+    def __init__(self, out: Path, budget: float, smoke: bool) -> None:
+        self.out, self.budget, self.smoke = out, budget, smoke
+        self.results: dict = {"parts": {}, "errors": {}}
+        self.log_file = open(out / "session.log", "a", buffering=1)
+
+    def log(self, message: str) -> None:
+        line = f"[{time.perf_counter() - STARTED:7.1f}s] {message}"
+        print(line, flush=True)
+        self.log_file.write(line + "\n")
+
+    def left(self) -> float:
+        return self.budget - (time.perf_counter() - STARTED)
+
+    def save(self) -> None:
+        path = self.out / "results.json"
+        path.with_suffix(".tmp").write_text(json.dumps(self.results, indent=1, default=str))
+        path.with_suffix(".tmp").replace(path)
+
+    def part(self, name: str, needs: float, run) -> None:
+        """Run one part if ``needs`` seconds are left; record its result or its error, and its duration."""
+        if self.left() < needs:
+            self.log(f"SKIP {name}: needs ~{needs:.0f}s, {self.left():.0f}s left")
+            self.results["parts"][name] = {"skipped": f"needs ~{needs:.0f}s, {self.left():.0f}s left"}
+            self.save()
+            return
+        self.log(f"START {name} ({self.left():.0f}s left)")
+        start = time.perf_counter()
+        try:
+            self.results[name] = run()
+        except Exception as error:  # noqa: BLE001 - one part failing must not lose the others
+            self.results["errors"][name] = traceback.format_exc()
+            self.log(f"ERROR {name}: {type(error).__name__}: {error}")
+        self.results["parts"][name] = {"seconds": round(time.perf_counter() - start, 2)}
+        self.log(f"END {name} in {time.perf_counter() - start:.1f}s")
+        self.save()
+
+
+def environment(device: torch.device) -> dict:
+    info = describe_environment(device)
+    try:
+        info["nvidia_smi"] = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        info["nvidia_smi"] = ""
+    return info
+
+
+def throughput(s: Session, device: torch.device, models: list[str], steps: int, batches: list[int]) -> list[dict]:
+    """Baseline (batch 128, as the issue defines it) and resnetlab (eager, graphed; several batches)."""
+    baseline = load_baseline(DEFAULT_BASELINE)
+    rows = []
+
+    def add(result) -> None:
+        rows.append(result.to_dict())
+        s.log(f"  {result.pipeline:<10} {result.mode:<5} {result.model:<12} b{result.batch_size:<5} "
+              f"{result.images_per_sec:>10,.0f} img/s  warm {result.warmup_seconds:.1f}s  "
+              f"peak {result.peak_memory_mib:,.0f} MiB  {result.settings}")
+
+    config = bench_config(device)
+    for name in models:
+        add(baseline.train_throughput(name, batches[0], str(device), steps=max(10, steps // 3), warmup=5))
+        add(baseline.inference_throughput(name, batches[1], str(device), steps=max(10, steps // 3), warmup=5))
+        for batch in (batches if name == models[0] else batches[1:2]):
+            for graphs in ("off", "on"):
+                if graphs == "on" and device.type != "cuda":
+                    continue
+                add(bench_train(name, batch, device, steps=steps, warmup=10,
+                                config=replace(config, cuda_graphs=graphs)))
+        add(bench_inference(name, batches[1], device, steps=steps, warmup=10, config=config))
+    return rows
+
+
+def compiled_throughput(s: Session, device: torch.device, name: str, steps: int) -> list[dict]:
+    rows = []
+    for graphs in (["on"] if device.type == "cuda" else ["off"]):
+        config = replace(bench_config(device), compile=True, cuda_graphs=graphs)
+        result = bench_train(name, 512, device, steps=steps, warmup=10, config=config)
+        s.log(f"  compiled {name} b512 graphs={graphs}: {result.images_per_sec:,.0f} img/s, "
+              f"warm-up (compilation) {result.warmup_seconds:.1f}s")
+        rows.append(result.to_dict())
+    return rows
+
+
+def profile(s: Session, device: torch.device, models: list[str]) -> dict:
+    """Eager step: device kernel time per step against wall time per step (how launch-bound it is)."""
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+
+    from resnetlab.bench import _cycle
+    from resnetlab.data import DeviceLoader, fit_normalizer
+    from resnetlab.models import create_model
+    from resnetlab.train.optim import build_optimizer
+    from resnetlab.train.step import build_train_step
+
+    summary = {}
+    tables = []
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    for name in models:
+        config = replace(bench_config(device), cuda_graphs="off")
+        data = load_dataset("synthetic", synthetic_size=(2048, 16))
+        loader = DeviceLoader(data.train, 512, device=device, normalizer=fit_normalizer("channel", data.train.images),
+                              augmentation="crop_flip", channels_last=True)
+        model = create_model(name).to(device).to(memory_format=torch.channels_last)
+        optimizer = build_optimizer(model, config, device)
+        step = build_train_step(model, optimizer, config, device, device.type == "cuda")
+        batches = _cycle(loader)
+        for _ in range(5):
+            step(*next(batches))
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        steps = 10
+        with torch_profile(activities=activities) as prof:
+            start = time.perf_counter()
+            for _ in range(steps):
+                step(*next(batches))
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            wall = (time.perf_counter() - start) / steps
+        events = prof.key_averages()
+        on_device = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
+        device_us = sum(e.device_time_total for e in on_device) / steps
+        kernels = sum(e.count for e in on_device) / steps
+        summary[name] = {"wall_ms_per_step": round(wall * 1e3, 3), "device_ms_per_step": round(device_us / 1e3, 3),
+                         "kernels_per_step": kernels,
+                         "kernel_bound_img_per_s": round(512 / (device_us / 1e6)) if device_us else None}
+        s.log(f"  profile {name} b512 eager: wall {wall * 1e3:.2f} ms/step, kernels {device_us / 1e3:.2f} ms/step "
+              f"({kernels:.0f} kernels)")
+        sort = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+        tables.append(f"== {name} batch 512, eager, bf16, channels_last: per {steps} steps ==\n"
+                      + events.table(sort_by=sort, row_limit=25, max_name_column_width=70))
+    (s.out / "profile.txt").write_text("\n\n".join(tables))
+    return summary
+
+
+def deep(s: Session, device: torch.device, models: list[str], batch: int, steps: int) -> list[dict]:
+    rows = []
+    for name in models:
+        for checkpointing in (0, -1, 4):
+            config = replace(bench_config(device), cuda_graphs="off", activation_checkpointing=checkpointing)
+            result = bench_train(name, batch, device, steps=steps, warmup=2, config=config)
+            s.log(f"  {name} b{batch} checkpointing={checkpointing}: {result.images_per_sec:,.0f} img/s, "
+                  f"peak {result.peak_memory_mib:,.0f} MiB")
+            rows.append(result.to_dict())
+    return rows
+
+
+def recipe_run(s: Session, recipe: str, data: str, run_dir: Path, overrides: dict) -> dict:
+    config = resolve_config(recipe, overrides={"data": data, "tensorboard": False, **overrides})
+    start = time.perf_counter()
+    results = fit(config, run_dir, resume=False, log=s.log, show_progress=False)
+    wall = time.perf_counter() - start
+    history = read_history(run_dir)
+    rows = [row for row in history if not row.get("partial")]
+    training_seconds = sum(row["epoch_seconds"] for row in rows)
+    s.log(f"  {recipe} {overrides}: final test acc {rows[-1].get('test_acc', float('nan')):.4f}, "
+          f"training {training_seconds:.1f}s, wall {wall:.1f}s")
+    return {"config": config.to_dict(), "results": results, "history": history,
+            "training_seconds": training_seconds, "wall_seconds": wall}
+
+
+def graphed_deep(s: Session, device: torch.device, models: list[str], batch: int, steps: int) -> list[dict]:
+    """The very deep nets without checkpointing, eager against the replayed step (launch-bound at 1,200 layers)."""
+    rows = []
+    for name in models:
+        result = bench_train(name, batch, device, steps=steps, warmup=3,
+                             config=replace(bench_config(device), cuda_graphs="on"))
+        s.log(f"  {name} b{batch} graphs=on: {result.images_per_sec:,.0f} img/s, peak {result.peak_memory_mib:,.0f} MiB")
+        rows.append(result.to_dict())
+    return rows
+
+
+def resume_check(s: Session, runs: Path) -> dict:
+    """A graphed 2-epoch run stopped (SIGTERM) early in epoch 2 and resumed, next to the same run uninterrupted."""
+    config = resolve_config("fast", overrides={"data": "synthetic", "tensorboard": False, "epochs": 2})
+
+    def stop_after_first_epoch(line: str) -> None:
+        s.log(line)
+        if line.startswith("epoch 1/"):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    try:
+        fit(config, runs / "resumed", resume=False, log=stop_after_first_epoch, show_progress=False)
+    except TrainingStopped as stopped:
+        s.log(f"  stopped at step {stopped.step}")
+    fit(config, runs / "resumed", resume=True, log=s.log, show_progress=False)
+    fit(config, runs / "straight", resume=False, log=s.log, show_progress=False)
+    resumed, straight = read_history(runs / "resumed"), read_history(runs / "straight")
+    keys = ("epoch", "step", "train_loss", "test_loss", "test_acc")
+    return {"resumed": [{k: row.get(k) for k in keys} for row in resumed],
+            "straight": [{k: row.get(k) for k in keys} for row in straight]}
+
+
+def follow_up(s: Session, device: torch.device, runs: Path) -> None:
+    """The second call: compiled + graphed ResNet-56/110 against the baseline, graphed very deep nets, resume."""
+    baseline = load_baseline(DEFAULT_BASELINE)
+
+    def same_run_rows() -> list[dict]:
+        rows = []
+        for name in ("resnet20", "resnet56", "resnet110"):
+            for result in (baseline.train_throughput(name, 128, str(device), steps=20, warmup=5),
+                           bench_train(name, 512, device, steps=60, warmup=10,
+                                       config=replace(bench_config(device), cuda_graphs="on"))):
+                s.log(f"  {result.pipeline} {name} b{result.batch_size}: {result.images_per_sec:,.0f} img/s")
+                rows.append(result.to_dict())
+        return rows
+
+    s.part("throughput", 30, same_run_rows)
+    s.part("compiled_resnet56", 60, lambda: compiled_throughput(s, device, "resnet56", 60))
+    s.part("graphed_deep", 40, lambda: graphed_deep(s, device, ["resnet1202", "resnet1001v2"], 128, 10))
+    s.part("resume", 30, lambda: resume_check(s, runs))
+    s.part("compiled_resnet110", 80, lambda: compiled_throughput(s, device, "resnet110", 60))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", default="")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--budget", type=float, default=540)
+    parser.add_argument("--smoke", action="store_true", help="every part, tiny, on the CPU")
+    parser.add_argument("--follow-up", action="store_true", help="the second call's parts (see follow_up)")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    s = Session(out, args.budget, args.smoke)
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
+    runs = Path("/tmp/resnetlab-gpu-runs")
+    smoke = args.smoke
+    data = args.data if not smoke else "synthetic"
+    models = ["resnet8", "resnet14"] if smoke else ["resnet20", "resnet56", "resnet110"]
+    steps = 3 if smoke else 60
+
+    s.part("environment", 0, lambda: environment(device))
+    if args.follow_up:
+        follow_up(s, device, runs)
+        s.log("done")
+        s.save()
+        return
+    if not smoke:
+        s.part("data", 30, lambda: {"train": list(load_dataset(data).train.images.shape)})
+    batches = [16, 32] if smoke else [128, 512, 1024]
+    s.part("throughput", 30, lambda: throughput(s, device, models, steps, batches))
+    s.part("profile", 20, lambda: profile(s, device, models))
+    deep_models = ["resnet14", "resnet11v2"] if smoke else ["resnet1202", "resnet1001v2"]
+    s.part("deep", 40, lambda: deep(s, device, deep_models, 8 if smoke else 128, 2 if smoke else 5))
+
+    def measured_rate(batch: int) -> float | None:
+        """resnetlab's training img/s of the first model at ``batch``: the graphed row, else the eager one."""
+        rows = [row for row in s.results.get("throughput", []) if row["pipeline"] == "resnetlab"
+                and row["mode"] == "train" and row["model"] == models[0] and row["batch_size"] == batch]
+        rows.sort(key=lambda row: "graphs=on" not in row["settings"])
+        return rows[0]["images_per_sec"] if rows else None
+
+    graph_rate = measured_rate(batches[1])
+    # The fast recipe trains as many epochs as 27 s of steps hold at the measured rate (at most 60): its target is
+    # time to accuracy. In smoke mode: one tiny epoch.
+    fast_epochs = 1 if smoke else min(60, math.floor(27 * graph_rate / 50_000)) if graph_rate else 40
+    s.results["fast_epochs"] = fast_epochs
+    fast_overrides = {"epochs": fast_epochs, "checkpoint_every": 1000}
+    if smoke:
+        fast_overrides.update(model="resnet8", batch_size=64)
+    for seed in (0, 1, 2):
+        s.part(f"fast_seed{seed}", 45 if not smoke else 5,
+               lambda seed=seed: recipe_run(s, "fast", data, runs / f"fast-{seed}", {**fast_overrides, "seed": seed}))
+
+    s.part("compiled", 90 if not smoke else 5, lambda: compiled_throughput(s, device, models[0], steps))
+    rate128 = measured_rate(batches[0])
+    paper_overrides = {"iterations": 40, "model": "resnet8", "val_split": 256} if smoke else {}
+    paper_estimate = 10 if smoke else (64_000 * 128 / rate128 + 182 * 0.15) if rate128 else 10_000
+    s.results["paper_estimate_seconds"] = paper_estimate
+    s.part("paper", paper_estimate * 1.15, lambda: recipe_run(s, "paper", data, runs / "paper", paper_overrides))
+    s.log("done")
+    s.save()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
