@@ -38,12 +38,12 @@ class Session:
     def __init__(self, out: Path, budget: float, smoke: bool) -> None:
         self.out, self.budget, self.smoke = out, budget, smoke
         self.results: dict = {"parts": {}, "errors": {}}
-        self.log_file = open(out / "session.log", "a", buffering=1)
 
     def log(self, message: str) -> None:
         line = f"[{time.perf_counter() - STARTED:7.1f}s] {message}"
         print(line, flush=True)
-        self.log_file.write(line + "\n")
+        with open(self.out / "session.log", "a") as handle:
+            handle.write(line + "\n")
 
     def left(self) -> float:
         return self.budget - (time.perf_counter() - STARTED)
@@ -75,7 +75,7 @@ class Session:
 def environment(device: torch.device) -> dict:
     info = describe_environment(device)
     try:
-        info["nvidia_smi"] = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=20).stdout
+        info["nvidia_smi"] = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=20, check=False).stdout
     except (OSError, subprocess.TimeoutExpired):
         info["nvidia_smi"] = ""
     return info
@@ -119,7 +119,8 @@ def compiled_throughput(s: Session, device: torch.device, name: str, steps: int)
 
 def profile(s: Session, device: torch.device, models: list[str]) -> dict:
     """Eager step: device kernel time per step against wall time per step (how launch-bound it is)."""
-    from torch.profiler import ProfilerActivity, profile as torch_profile
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
 
     from resnetlab.bench import _cycle
     from resnetlab.data import DeviceLoader, fit_normalizer

@@ -36,3 +36,18 @@ def test_bench_cli_json_with_baseline(capsys):
 def test_bench_cli_bad_model(capsys):
     assert main(["bench", "--models", "resnet21", "--no-baseline"]) == 2
     assert "6n+2" in capsys.readouterr().err
+
+
+def test_bench_cli_takes_the_augmentation_and_reports_the_settings(capsys):
+    argv = ["bench", "--models", "resnet8", "--batch-sizes", "4", "--steps", "1", "--warmup", "1", "--mode", "train",
+            "--device", "cpu", "--augmentation", "keras", "--cuda-graphs", "auto", "--no-baseline", "--json"]
+    assert main(argv) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert "augmentation=keras" in row["settings"] and "graphs=off" in row["settings"]  # no CUDA graph on a CPU
+
+
+def test_bench_cli_refuses_graphs_on_a_cpu(capsys):
+    argv = ["bench", "--models", "resnet8", "--batch-sizes", "4", "--steps", "1", "--mode", "train", "--device", "cpu",
+            "--cuda-graphs", "on", "--no-baseline"]
+    assert main(argv) == 2
+    assert "CUDA graphs need a CUDA device" in capsys.readouterr().err

@@ -9,8 +9,9 @@ from __future__ import annotations
 import resource
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -82,7 +83,8 @@ def bench_config(device: torch.device, **changes: Any) -> TrainConfig:
 
 def bench_train(model_name: str, batch_size: int, device: torch.device, *, steps: int = 20, warmup: int = 5,
                 config: TrainConfig | None = None, data: str = "synthetic") -> BenchResult:
-    """Training images/s of resnetlab's step: device-resident data, batched crop+flip, the configured precision."""
+    """Training images/s of resnetlab's step: device-resident data, the configured batched augmentation (crop+flip
+    unless changed) and precision; ``config.l2`` adds the Keras kernel penalty as the keras recipe does."""
     config = config or bench_config(device)
     torch.backends.cudnn.benchmark = True  # as the training loop sets it (fixed shapes: autotuned once)
     info = model_info(model_name)
@@ -90,8 +92,8 @@ def bench_train(model_name: str, batch_size: int, device: torch.device, *, steps
     dataset = load_dataset(data, image_size=size, synthetic_size=(max(batch_size * 4, 512), 16))
     normalizer = fit_normalizer("channel", dataset.train.images)
     channels_last = config.channels_last == "on"
-    loader = DeviceLoader(dataset.train, batch_size, device=device, normalizer=normalizer, augmentation="crop_flip",
-                          seed=0, channels_last=channels_last)
+    loader = DeviceLoader(dataset.train, batch_size, device=device, normalizer=normalizer,
+                          augmentation=config.augmentation, seed=0, channels_last=channels_last)
     model = create_model(model_name, num_classes=dataset.num_classes).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -111,7 +113,7 @@ def bench_train(model_name: str, batch_size: int, device: torch.device, *, steps
     warm, seconds = timed(run_step, steps, warmup, device)
     graphs = "on" if isinstance(step, GraphedStep) and step.captured else "off"
     settings = (f"amp={config.amp} channels_last={config.channels_last} compile={config.compile} "
-                f"graphs={graphs} checkpointing={config.activation_checkpointing}")
+                f"graphs={graphs} checkpointing={config.activation_checkpointing} augmentation={config.augmentation}")
     return BenchResult("resnetlab", "train", model_name, batch_size, str(device), steps * batch_size / seconds,
                        steps * batch_size, seconds, warm, peak_memory_mib(device), settings)
 

@@ -38,7 +38,8 @@ def cmd_bench(args: argparse.Namespace) -> None:
     device = pick_device(args.device)
     config = bench_config(device)
     changes = {key: value for key, value in (("amp", args.amp), ("channels_last", args.channels_last),
-                                             ("cuda_graphs", args.cuda_graphs)) if value}
+                                             ("cuda_graphs", args.cuda_graphs),
+                                             ("augmentation", args.augmentation)) if value}
     if args.compile:
         changes["compile"] = True
     if args.activation_checkpointing:
@@ -108,6 +109,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--cuda-graphs", choices=["auto", "on", "off"],
                        help="replay the whole training step as a CUDA graph (default auto: on CUDA where supported)")
     bench.add_argument("--compile", action="store_true", help="torch.compile the model")
+    bench.add_argument("--augmentation", choices=["crop_flip", "keras", "none"],
+                       help="training augmentation (default crop_flip; keras: the tutorial's shifts and flips)")
     bench.add_argument("--activation-checkpointing", type=int, default=0, metavar="K",
                        help="checkpoint every K blocks (-1: per stage)")
     bench.add_argument("--runtime", choices=["torch", "onnxruntime", "both"], default="torch",

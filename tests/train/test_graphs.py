@@ -69,7 +69,7 @@ def test_replays_write_the_same_output_tensors():
 
 
 def test_tensor_lr_is_shared_filled_in_place_and_saved_as_a_number():
-    model, optimizer, _ = fused_setup()
+    _, optimizer, _ = fused_setup()
     lr = optimizer.param_groups[0]["lr"]
     assert len(optimizer.param_groups) == 2 and all(g["lr"] is lr for g in optimizer.param_groups)
     set_lr(optimizer, 0.25)
@@ -123,3 +123,4 @@ def test_a_failed_capture_stops_a_run_that_asked_for_graphs():
     graphed = GraphedStep(step, model, optimizer, capture=failing_capture, strict=True)
     with pytest.raises(UserError, match="capture of the training step failed: operation not permitted"):
         graphed(*batches()[0])
+

@@ -159,3 +159,24 @@ def test_eval_every_adds_history_points_inside_epochs_without_changing_training(
     assert rows[0]["epoch"] == pytest.approx(2 / 3, abs=1e-3) and "test_acc" in rows[0]
     assert results["epochs"] == 2
     assert_same_weights(final_weights(plain), final_weights(dense))  # evaluation never touches training state
+
+
+def test_flip_evaluation_adds_mirror_averaged_accuracy_without_changing_training(tiny_data, tmp_path):
+    plain = tmp_path / "plain"
+    fit(tiny_config(tiny_data, epochs=1), plain, show_progress=False, log=lambda _: None)
+    flipped = tmp_path / "flip"
+    lines = []
+    results = fit(tiny_config(tiny_data, epochs=1, eval_flip=True), flipped, show_progress=False, log=lines.append)
+    (row,) = [json.loads(line) for line in (flipped / "history.jsonl").read_text().splitlines()]
+    assert 0 <= row["test_acc_flip"] <= 1 and 0 <= row["val_acc_flip"] <= 1
+    assert results["final_test_acc_flip"] == row["test_acc_flip"]
+    assert "flip TTA" in lines[-1] and "test_acc_flip" in (flipped / "history.csv").read_text().splitlines()[0]
+    assert_same_weights(final_weights(plain), final_weights(flipped))
+
+
+def test_cuda_graphs_on_without_a_gpu_is_refused_in_one_line(tiny_data, tmp_path):
+    from resnetlab.errors import UserError
+
+    with pytest.raises(UserError, match="cuda_graphs = on, but CUDA graphs need a CUDA device"):
+        fit(tiny_config(tiny_data, epochs=1, cuda_graphs="on", device="cpu"), tmp_path / "run", show_progress=False,
+            log=lambda _: None)

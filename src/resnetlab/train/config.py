@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -117,6 +118,17 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def apply_overrides(config: TrainConfig, overrides: dict[str, Any], log: Callable[[str], None]) -> TrainConfig:
+    """On resume the stored config rules; explicit overrides (e.g. more epochs) are applied and logged."""
+    values = config.to_dict()
+    for key, value in overrides.items():
+        value = coerce(key, value)
+        if values.get(key) != value:
+            log(f"resume: overriding {key} = {values.get(key)!r} -> {value!r}")
+            values[key] = value
+    return TrainConfig(**values).validate()
 
 
 def field_types() -> dict[str, type]:

@@ -98,3 +98,16 @@ class TensorBoardMirror:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def format_row(row: dict[str, Any], epochs: int) -> str:
+    """The log line of one history row."""
+    epoch = row["epoch"] if isinstance(row["epoch"], int) else f"{row['epoch']:.2f}"
+    parts = [f"epoch {epoch}/{epochs}", f"step {row['step']}", f"lr {row['lr']:.4g}",
+             f"train loss {row['train_loss']:.4f} acc {100 * row['train_acc']:.2f}%"]
+    for split in ("val", "test"):
+        if f"{split}_acc" in row:
+            parts.append(f"{split} loss {row[f'{split}_loss']:.4f} acc {100 * row[f'{split}_acc']:.2f}%"
+                         + (f" (flip TTA {100 * row[f'{split}_acc_flip']:.2f}%)" if f"{split}_acc_flip" in row else ""))
+    parts.append(f"{row['epoch_seconds']:.1f}s {row['images_per_sec']:,.0f} img/s")
+    return " | ".join(parts)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,18 +25,18 @@ from resnetlab.errors import CheckpointError, UserError
 from resnetlab.models import create_model, model_info
 from resnetlab.train import distributed
 from resnetlab.train.checkpoint import clean_temporary, list_checkpoints, load_latest, save_checkpoint
-from resnetlab.train.config import TrainConfig, coerce, to_toml
+from resnetlab.train.config import TrainConfig, apply_overrides, to_toml
 from resnetlab.train.distributed import Distributed
 from resnetlab.train.environment import describe_environment, pick_device, seed_everything
 from resnetlab.train.evaluate import evaluate
-from resnetlab.train.history import TensorBoardMirror, atomic_write_text, write_history, write_json
-from resnetlab.train.lock import run_lock
 from resnetlab.train.graphs import graphed_if_supported
+from resnetlab.train.history import TensorBoardMirror, atomic_write_text, format_row, write_history, write_json
+from resnetlab.train.lock import run_lock
 from resnetlab.train.optim import build_optimizer, current_lr, portable_state_dict, set_lr
 from resnetlab.train.schedule import PlateauState, WarmupState, effective_lr
 from resnetlab.train.step import LossWindow, NonFiniteLoss, StepFn, TrainingStopped, build_train_step, stop_requests
 
-__all__ = ["fit", "setup", "train_epoch", "end_of_epoch", "NonFiniteLoss", "TrainingStopped", "build_train_step"]
+__all__ = ["NonFiniteLoss", "TrainingStopped", "build_train_step", "end_of_epoch", "fit", "setup", "train_epoch"]
 
 EVAL_BATCH_SIZE = 500
 Log = Callable[[str], None]
@@ -101,17 +102,6 @@ def model_kwargs(config: TrainConfig, num_classes: int) -> dict[str, Any]:
 def model_depth(name: str) -> int:
     digits = "".join(ch if ch.isdigit() else " " for ch in name).split()
     return int(digits[0]) if digits else 0
-
-
-def apply_overrides(config: TrainConfig, overrides: dict[str, Any], log: Log) -> TrainConfig:
-    """On resume the stored config rules; explicit overrides (e.g. more epochs) are applied and logged."""
-    values = config.to_dict()
-    for key, value in overrides.items():
-        value = coerce(key, value)
-        if values.get(key) != value:
-            log(f"resume: overriding {key} = {values.get(key)!r} -> {value!r}")
-            values[key] = value
-    return TrainConfig(**values).validate()
 
 
 def setup(config: TrainConfig, run_dir: Path, resume: bool, overrides: dict[str, Any], log: Log) -> Session:
@@ -341,18 +331,6 @@ def end_of_epoch(session: Session, wall_start: float) -> None:
     if finished or progress.epoch % max(1, config.checkpoint_every) == 0:
         save(session)
     publish_row(session, row)
-
-
-def format_row(row: dict[str, Any], epochs: int) -> str:
-    epoch = row["epoch"] if isinstance(row["epoch"], int) else f"{row['epoch']:.2f}"
-    parts = [f"epoch {epoch}/{epochs}", f"step {row['step']}", f"lr {row['lr']:.4g}",
-             f"train loss {row['train_loss']:.4f} acc {100 * row['train_acc']:.2f}%"]
-    for split in ("val", "test"):
-        if f"{split}_acc" in row:
-            parts.append(f"{split} loss {row[f'{split}_loss']:.4f} acc {100 * row[f'{split}_acc']:.2f}%"
-                         + (f" (flip TTA {100 * row[f'{split}_acc_flip']:.2f}%)" if f"{split}_acc_flip" in row else ""))
-    parts.append(f"{row['epoch_seconds']:.1f}s {row['images_per_sec']:,.0f} img/s")
-    return " | ".join(parts)
 
 
 def fit(config: TrainConfig, run_dir: str | Path, *, resume: bool = True, overrides: dict[str, Any] | None = None,
