@@ -37,7 +37,8 @@ CONFIG_FLAGS: dict[str, tuple[str, type, str]] = {
                                    "keep only every K-th block's input and recompute the rest (-1: per stage)"),
 }
 SWITCHES = {"--compile": "compile", "--deterministic": "deterministic", "--sync-bn": "sync_bn",
-            "--strict-size": "strict_image_size", "--wd-exclude-norm-bias": "wd_exclude_norm_bias"}
+            "--strict-size": "strict_image_size", "--wd-exclude-norm-bias": "wd_exclude_norm_bias",
+            "--eval-flip": "eval_flip"}
 FIXED_ON_RESUME = ("model", "shortcut", "zero_init_residual", "data", "image_size", "val_split", "normalization",
                    "seed", "batch_size")
 
