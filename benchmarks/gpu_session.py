@@ -18,12 +18,12 @@ import subprocess
 import sys
 import time
 import traceback
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 
-from resnetlab.bench import bench_config, bench_inference, bench_train
+from resnetlab.bench import bench_config, bench_inference, bench_train, profile_train_step
 from resnetlab.cli_bench import DEFAULT_BASELINE, load_baseline
 from resnetlab.data import load_dataset
 from resnetlab.train.config import resolve_config
@@ -119,51 +119,12 @@ def compiled_throughput(s: Session, device: torch.device, name: str, steps: int)
 
 def profile(s: Session, device: torch.device, models: list[str]) -> dict:
     """Eager step: device kernel time per step against wall time per step (how launch-bound it is)."""
-    from torch.profiler import ProfilerActivity
-    from torch.profiler import profile as torch_profile
-
-    from resnetlab.bench import _cycle
-    from resnetlab.data import DeviceLoader, fit_normalizer
-    from resnetlab.models import create_model
-    from resnetlab.train.optim import build_optimizer
-    from resnetlab.train.step import build_train_step
-
-    summary = {}
-    tables = []
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    summary, tables = {}, []
     for name in models:
-        config = replace(bench_config(device), cuda_graphs="off")
-        data = load_dataset("synthetic", synthetic_size=(2048, 16))
-        loader = DeviceLoader(data.train, 512, device=device, normalizer=fit_normalizer("channel", data.train.images),
-                              augmentation="crop_flip", channels_last=True)
-        model = create_model(name).to(device).to(memory_format=torch.channels_last)
-        optimizer = build_optimizer(model, config, device)
-        step = build_train_step(model, optimizer, config, device, device.type == "cuda")
-        batches = _cycle(loader)
-        for _ in range(5):
-            step(*next(batches))
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        steps = 10
-        with torch_profile(activities=activities) as prof:
-            start = time.perf_counter()
-            for _ in range(steps):
-                step(*next(batches))
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            wall = (time.perf_counter() - start) / steps
-        events = prof.key_averages()
-        on_device = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
-        device_us = sum(e.device_time_total for e in on_device) / steps
-        kernels = sum(e.count for e in on_device) / steps
-        summary[name] = {"wall_ms_per_step": round(wall * 1e3, 3), "device_ms_per_step": round(device_us / 1e3, 3),
-                         "kernels_per_step": kernels,
-                         "kernel_bound_img_per_s": round(512 / (device_us / 1e6)) if device_us else None}
-        s.log(f"  profile {name} b512 eager: wall {wall * 1e3:.2f} ms/step, kernels {device_us / 1e3:.2f} ms/step "
-              f"({kernels:.0f} kernels)")
-        sort = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
-        tables.append(f"== {name} batch 512, eager, bf16, channels_last: per {steps} steps ==\n"
-                      + events.table(sort_by=sort, row_limit=25, max_name_column_width=70))
+        result = profile_train_step(name, 512, device, steps=10, warmup=5, rows=25)
+        s.log(f"  profile {result.summary()}")
+        summary[name] = {key: value for key, value in asdict(result).items() if key != "table"}
+        tables.append(f"== {result.summary()} ==\n{result.table}")
     (s.out / "profile.txt").write_text("\n\n".join(tables))
     return summary
 

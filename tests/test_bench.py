@@ -51,3 +51,21 @@ def test_bench_cli_refuses_graphs_on_a_cpu(capsys):
             "--cuda-graphs", "on", "--no-baseline"]
     assert main(argv) == 2
     assert "CUDA graphs need a CUDA device" in capsys.readouterr().err
+
+
+def test_profile_reports_the_step_and_its_most_expensive_operators(capsys):
+    argv = ["bench", "--models", "resnet8", "--batch-sizes", "4", "--steps", "1", "--warmup", "1", "--mode", "train",
+            "--device", "cpu", "--no-baseline", "--profile", "--json"]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    (profile,) = report["profiles"]
+    assert profile["model"] == "resnet8" and profile["wall_ms"] > 0 and profile["device_ms"] is None  # CPU
+    assert "convolution" in profile["table"] and len(report["results"]) == 1
+
+
+def test_profile_summary_says_how_much_of_the_step_the_gpu_waits():
+    from resnetlab.bench import StepProfile
+
+    profile = StepProfile("resnet20", 512, "cuda", wall_ms=10.0, device_ms=4.0, kernels=417, table="")
+    assert profile.launch_bound_fraction == 0.6
+    assert "idle 60 % of the step" in profile.summary() and "128,000 img/s" in profile.summary()

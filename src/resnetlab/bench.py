@@ -81,11 +81,10 @@ def bench_config(device: torch.device, **changes: Any) -> TrainConfig:
     return replace(base, **changes)
 
 
-def bench_train(model_name: str, batch_size: int, device: torch.device, *, steps: int = 20, warmup: int = 5,
-                config: TrainConfig | None = None, data: str = "synthetic") -> BenchResult:
-    """Training images/s of resnetlab's step: device-resident data, the configured batched augmentation (crop+flip
-    unless changed) and precision; ``config.l2`` adds the Keras kernel penalty as the keras recipe does."""
-    config = config or bench_config(device)
+def training_step(model_name: str, batch_size: int, device: torch.device, config: TrainConfig,
+                  data: str = "synthetic") -> tuple[Callable[[], None], Callable[[], bool]]:
+    """(run one step, whether it is replayed as a CUDA graph) for resnetlab's training step as the loop builds it:
+    device-resident data, the configured batched augmentation and precision, the CUDA graph where supported."""
     torch.backends.cudnn.benchmark = True  # as the training loop sets it (fixed shapes: autotuned once)
     info = model_info(model_name)
     size = config.image_size if info.input_size == 32 else info.input_size
@@ -105,17 +104,78 @@ def bench_train(model_name: str, batch_size: int, device: torch.device, *, steps
     step, _ = graphed_if_supported(step, model, optimizer, config.cuda_graphs, device=device,
                                    checkpointing=bool(config.activation_checkpointing))
     batches = _cycle(loader)
-    reset_peak_memory(device)
 
     def run_step() -> None:
         step(*next(batches))
 
+    return run_step, lambda: isinstance(step, GraphedStep) and step.captured
+
+
+def bench_train(model_name: str, batch_size: int, device: torch.device, *, steps: int = 20, warmup: int = 5,
+                config: TrainConfig | None = None, data: str = "synthetic") -> BenchResult:
+    """Training images/s of resnetlab's step (``training_step``)."""
+    config = config or bench_config(device)
+    run_step, graphed = training_step(model_name, batch_size, device, config, data)
+    reset_peak_memory(device)
     warm, seconds = timed(run_step, steps, warmup, device)
-    graphs = "on" if isinstance(step, GraphedStep) and step.captured else "off"
     settings = (f"amp={config.amp} channels_last={config.channels_last} compile={config.compile} "
-                f"graphs={graphs} checkpointing={config.activation_checkpointing} augmentation={config.augmentation}")
+                f"graphs={'on' if graphed() else 'off'} checkpointing={config.activation_checkpointing} "
+                f"augmentation={config.augmentation}")
     return BenchResult("resnetlab", "train", model_name, batch_size, str(device), steps * batch_size / seconds,
                        steps * batch_size, seconds, warm, peak_memory_mib(device), settings)
+
+
+@dataclass
+class StepProfile:
+    """Where one eager training step's time goes: wall time, the device's kernel time, and the top operators."""
+
+    model: str
+    batch_size: int
+    device: str
+    wall_ms: float  # per step, measured under the profiler (which adds some overhead of its own)
+    device_ms: float | None  # per step, the sum of the GPU kernels' times (None on a CPU)
+    kernels: float | None  # GPU kernels per step
+    table: str  # torch.profiler's operator table, most expensive first
+
+    @property
+    def launch_bound_fraction(self) -> float | None:
+        """The share of the wall time the GPU sits idle: what replaying a CUDA graph can win back."""
+        return None if self.device_ms is None else max(0.0, 1 - self.device_ms / self.wall_ms)
+
+    def summary(self) -> str:
+        line = f"{self.model} batch {self.batch_size} ({self.device}, eager): {self.wall_ms:.2f} ms/step"
+        if self.device_ms is not None:
+            line += (f", GPU kernels {self.device_ms:.2f} ms/step ({self.kernels:.0f} kernels): idle "
+                     f"{100 * self.launch_bound_fraction:.0f} % of the step; kernel-bound rate "
+                     f"{self.batch_size / (self.device_ms / 1e3):,.0f} img/s")
+        return line
+
+
+def profile_train_step(model_name: str, batch_size: int, device: torch.device, *, steps: int = 10,
+                       warmup: int = 5, config: TrainConfig | None = None, rows: int = 20) -> StepProfile:
+    """torch.profiler over ``steps`` eager steps (no CUDA graph, so that each kernel is seen on its own)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    config = replace(config or bench_config(device), cuda_graphs="off")
+    run_step, _ = training_step(model_name, batch_size, device, config)
+    for _ in range(warmup):
+        run_step()
+    synchronize(device)
+    on_cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_cuda else [])
+    with profile(activities=activities) as prof:
+        start = time.perf_counter()
+        for _ in range(steps):
+            run_step()
+        synchronize(device)
+        wall = (time.perf_counter() - start) / steps
+    events = prof.key_averages()
+    kernels = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
+    device_ms = sum(e.device_time_total for e in kernels) / steps / 1e3 if on_cuda else None
+    count = sum(e.count for e in kernels) / steps if on_cuda else None
+    table = events.table(sort_by="self_device_time_total" if on_cuda else "self_cpu_time_total", row_limit=rows,
+                         max_name_column_width=60)
+    return StepProfile(model_name, batch_size, str(device), wall * 1e3, device_ms, count, table)
 
 
 def bench_inference(model_name: str, batch_size: int, device: torch.device, *, steps: int = 20, warmup: int = 5,

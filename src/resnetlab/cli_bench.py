@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from types import ModuleType
 
@@ -71,10 +71,21 @@ def cmd_bench(args: argparse.Namespace) -> None:
                     results.append(bench_inference(name, batch, device, config=config, **common))
                 if args.runtime in ("onnxruntime", "both"):
                     results.append(onnxruntime_result(name, batch, args))
+    profiles = []
+    if args.profile and "train" in modes:
+        from resnetlab.bench import profile_train_step
+
+        profiles = [profile_train_step(name, batch, device, config=config) for name in models for batch in batch_sizes]
     if args.json:
-        print(json.dumps([r.to_dict() for r in results], indent=2))
-    else:
-        print(format_table(results))
+        rows = [r.to_dict() for r in results]
+        if profiles:
+            print(json.dumps({"results": rows, "profiles": [asdict(p) for p in profiles]}, indent=2))
+        else:
+            print(json.dumps(rows, indent=2))
+        return
+    print(format_table(results))
+    for profile in profiles:
+        print(f"\n{profile.summary()}\n{profile.table}")
 
 
 def onnxruntime_result(name: str, batch: int, args: argparse.Namespace):
@@ -118,5 +129,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--no-baseline", action="store_true", help="skip the typical pipeline")
     bench.add_argument("--baseline", default=str(DEFAULT_BASELINE), help="path of the baseline script")
     bench.add_argument("--workers", type=int, default=2, help="DataLoader workers of the baseline")
+    bench.add_argument("--profile", action="store_true",
+                       help="also profile the eager training step: wall vs GPU kernel time per step, top operators")
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(func=cmd_bench)
