@@ -61,7 +61,7 @@ def unsupported_reason(optimizer: torch.optim.Optimizer, *, device: torch.device
     reasons = [
         (device.type != "cuda", "CUDA graphs need a CUDA device"),
         (not isinstance(optimizer, torch.optim.SGD) or not defaults.get("fused"),
-         "only the fused SGD update is captured (Adam's step count is host state)"),
+         "only steps with the fused SGD update are captured (Adam runs eagerly)"),
         (defaults.get("dampening", 0) != 0, "SGD dampening breaks the exact first-step restore"),
         (distributed, "DistributedDataParallel's gradient hooks are not captured"),
         (checkpointing, "activation checkpointing recomputes outside the graph"),
