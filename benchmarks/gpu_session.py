@@ -35,8 +35,8 @@ STARTED = time.perf_counter()
 
 
 class Session:
-    def __init__(self, out: Path, budget: float, smoke: bool) -> None:
-        self.out, self.budget, self.smoke = out, budget, smoke
+    def __init__(self, out: Path, budget: float) -> None:
+        self.out, self.budget = out, budget
         self.results: dict = {"parts": {}, "errors": {}}
 
     def log(self, message: str) -> None:
@@ -218,7 +218,7 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    s = Session(out, args.budget, args.smoke)
+    s = Session(out, args.budget)
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
     runs = Path("/tmp/resnetlab-gpu-runs")
     smoke = args.smoke

@@ -17,6 +17,7 @@ class Evaluation:
     accuracy: float
     count: int
     confusion: torch.Tensor  # (classes, classes) counts, rows = true label, columns = prediction
+    flip_accuracy: float | None = None  # with flip test-time augmentation, when asked for
 
     @property
     def error(self) -> float:
@@ -41,19 +42,22 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
              device: torch.device, amp: bool = False, flip: bool = False) -> Evaluation:
     """Mean cross-entropy and accuracy over all batches, in eval mode (BN running statistics).
 
-    ``flip``: test-time augmentation, the mean of the logits of each image and its mirror image (left-right
-    flips are part of training's augmentation, so the mirror is an equally likely view of the same picture).
+    ``flip``: also the accuracy with test-time augmentation, the mean of the logits of each image and its mirror
+    image (left-right flips are part of training's augmentation, so the mirror is an equally likely view of the
+    same picture), from the same pass: the plain logits are computed once.
     """
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     confusion = torch.zeros(num_classes * num_classes, device=device, dtype=torch.int64)
+    flip_correct = torch.zeros((), device=device, dtype=torch.int64)
     try:
         for images, labels in batches:
             with autocast_context(device, amp):
                 logits = model(images)
                 if flip:
-                    logits = (logits.float() + model(images.flip(-1)).float()) / 2
+                    mirrored = (logits.float() + model(images.flip(-1)).float()) / 2
+                    flip_correct += (mirrored.argmax(dim=1) == labels).sum()
             loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum").double()
             confusion += torch.bincount(labels * num_classes + logits.argmax(dim=1), minlength=num_classes ** 2)
     finally:
@@ -62,4 +66,6 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
     count = int(confusion.sum())
     if count == 0:
         return Evaluation(float("nan"), float("nan"), 0, confusion)
-    return Evaluation(float(loss_sum) / count, float(confusion.diag().sum()) / count, count, confusion)
+    flip_accuracy = int(flip_correct) / count if flip else None
+    return Evaluation(float(loss_sum) / count, float(confusion.diag().sum()) / count, count, confusion,
+                      flip_accuracy)

@@ -20,15 +20,16 @@ sees them as usual.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import nn
 
 from resnetlab.errors import UserError
 from resnetlab.train.optim import use_tensor_lr
+from resnetlab.train.step import StepFn
 
-StepFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 Capture = Callable[[Callable[[], Sequence[torch.Tensor]]], tuple[Callable[[], None], Sequence[torch.Tensor]]]
 
 WARMUP_STEPS = 3
@@ -128,24 +129,19 @@ class GraphedStep:
         self.static_inputs = (static_images, static_labels)
 
 
-class side_stream:
+@contextmanager
+def side_stream(device: torch.device) -> Iterator[None]:
     """Warm-up for capture runs on a side stream on CUDA (as torch.cuda.graphs asks); elsewhere a no-op."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
-        self.context = None
-
-    def __enter__(self) -> None:
-        if self.stream is not None:
-            self.stream.wait_stream(torch.cuda.current_stream(self.device))
-            self.context = torch.cuda.stream(self.stream)
-            self.context.__enter__()
-
-    def __exit__(self, *exc_info) -> None:
-        if self.stream is not None:
-            self.context.__exit__(*exc_info)
-            torch.cuda.current_stream(self.device).wait_stream(self.stream)
+    if device.type != "cuda":
+        yield
+        return
+    stream = torch.cuda.Stream(device)
+    stream.wait_stream(torch.cuda.current_stream(device))
+    try:
+        with torch.cuda.stream(stream):
+            yield
+    finally:
+        torch.cuda.current_stream(device).wait_stream(stream)
 
 
 def save_training_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
@@ -178,7 +174,7 @@ def graphed_if_supported(step: StepFn, model: nn.Module, optimizer: torch.optim.
                          deterministic: bool = False, log: Callable[[str], None] = print) -> tuple[StepFn, str]:
     """Apply the ``cuda_graphs`` setting (auto | on | off); returns the step and a line saying what was chosen.
 
-    ``auto`` captures wherever it is supported (measured on an H100: benchmarks/README.md) and trains eagerly if
+    ``auto`` captures wherever it is supported (measured on an H200: benchmarks/README.md) and trains eagerly if
     the capture fails; ``on`` refuses to run where it is not supported and stops if the capture fails.
     """
     reason = unsupported_reason(optimizer, device=device, distributed=distributed, checkpointing=checkpointing,

@@ -283,12 +283,10 @@ def measure_row(session: Session, steps_this_epoch: int) -> dict[str, Any]:
     for split in ("val", "test"):
         if split in session.eval_loaders:
             result = evaluate(session.model, session.eval_loaders[split].epoch(0), len(session.classes),
-                              session.device, session.amp)
+                              session.device, session.amp, flip=session.config.eval_flip)
             row.update({f"{split}_loss": result.loss, f"{split}_acc": result.accuracy, f"{split}_error": result.error})
-            if session.config.eval_flip:
-                flipped = evaluate(session.model, session.eval_loaders[split].epoch(0), len(session.classes),
-                                   session.device, session.amp, flip=True)
-                row[f"{split}_acc_flip"] = flipped.accuracy
+            if result.flip_accuracy is not None:
+                row[f"{split}_acc_flip"] = result.flip_accuracy
     row["epoch_seconds"] = progress.epoch_seconds
     row["images_per_sec"] = progress.epoch_count / max(progress.epoch_seconds, 1e-9)
     return row
