@@ -1,10 +1,16 @@
-"""One GPU session's measurements in one command: throughput against the typical pipeline, a profile, very deep
-nets with and without activation checkpointing, the `fast` recipe's time to accuracy (3 seeds) and the full
-`paper` recipe. Each part is timed against a budget and skipped, not cut short, when it would not fit; results
-go to OUT/results.json as they come, so a killed session still leaves what it measured.
+"""One GPU session's measurements in one command. Each part is timed against a budget and skipped, not cut
+short, when it would not fit; results go to OUT/results.json as they come, so a killed session still leaves what
+it measured. Plans (``--plan``):
+
+- ``full``: throughput against the typical pipeline, a profile, very deep nets with and without activation
+  checkpointing, the `fast` recipe's time to accuracy (3 seeds), compiled ResNet-20, the full `paper` recipe.
+- ``follow-up``: compiled ResNet-56/110, the very deep nets graphed, a graphed run stopped and resumed.
+- ``speed``: throughput, the `fast` recipe (3 seeds), compiled ResNet-20 (batch 512 and 1024), 56 and 110, what
+  the BatchNorm kernels cost (fp16 / fp32 BN / NCHW probe), `fast` at batch 1024, a profile of the compiled step
+  and inductor's coordinate-descent tuning, then the `paper` recipe if time is left.
 
     PYTHONPATH=src python benchmarks/gpu_session.py --data PATH/cifar10-jpeg.tar.xz --out OUT --budget 540
-    PYTHONPATH=src python benchmarks/gpu_session.py --smoke --out /tmp/smoke    # every path, tiny, on the CPU
+    PYTHONPATH=src python benchmarks/gpu_session.py --plan speed --smoke --out /tmp/smoke  # tiny, on the CPU
 """
 
 from __future__ import annotations
@@ -19,17 +25,23 @@ import sys
 import time
 import traceback
 from dataclasses import asdict, replace
+from functools import partial
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
-from resnetlab.bench import bench_config, bench_inference, bench_train, profile_train_step
+from resnetlab.bench import bench_config, bench_inference, bench_train, profile_train_step, timed
 from resnetlab.cli_bench import DEFAULT_BASELINE, load_baseline
 from resnetlab.data import load_dataset
+from resnetlab.models import create_model
 from resnetlab.train.config import resolve_config
 from resnetlab.train.environment import describe_environment
+from resnetlab.train.graphs import GraphedStep, eager_capture
 from resnetlab.train.history import read_history
 from resnetlab.train.loop import TrainingStopped, fit
+from resnetlab.train.optim import use_tensor_lr
 
 STARTED = time.perf_counter()
 
@@ -103,18 +115,79 @@ def throughput(s: Session, device: torch.device, models: list[str], steps: int, 
                 add(bench_train(name, batch, device, steps=steps, warmup=10,
                                 config=replace(config, cuda_graphs=graphs)))
         add(bench_inference(name, batches[1], device, steps=steps, warmup=10, config=config))
+        if name == models[0]:
+            add(bench_inference(name, batches[1], device, steps=steps, warmup=10, config=config, fold_bn=False))
     return rows
 
 
-def compiled_throughput(s: Session, device: torch.device, name: str, steps: int) -> list[dict]:
+def compiled_throughput(s: Session, device: torch.device, name: str, steps: int, batch: int = 512,
+                        **inductor_options) -> list[dict]:
+    """torch.compile'd model inside the replayed step (``inductor_options``: torch._inductor.config to patch)."""
+    import torch._dynamo
+    import torch._inductor.config
+
     rows = []
     for graphs in (["on"] if device.type == "cuda" else ["off"]):
         config = replace(bench_config(device), compile=True, cuda_graphs=graphs)
-        result = bench_train(name, 512, device, steps=steps, warmup=10, config=config)
-        s.log(f"  compiled {name} b512 graphs={graphs}: {result.images_per_sec:,.0f} img/s, "
-              f"warm-up (compilation) {result.warmup_seconds:.1f}s")
-        rows.append(result.to_dict())
+        torch._dynamo.reset()
+        with torch._inductor.config.patch(**inductor_options):
+            result = bench_train(name, batch, device, steps=steps, warmup=10, config=config)
+        s.log(f"  compiled {name} b{batch} graphs={graphs} {inductor_options or ''}: "
+              f"{result.images_per_sec:,.0f} img/s, warm-up (compilation) {result.warmup_seconds:.1f}s")
+        rows.append({**result.to_dict(), "inductor_options": inductor_options})
     return rows
+
+
+def norm_precision_probe(s: Session, device: torch.device, batch: int, steps: int) -> list[dict]:
+    """Replayed ResNet-20 steps under settings resnetlab does not offer, to see what its BatchNorm kernels cost.
+
+    PyTorch runs bf16 BatchNorm in its own channels-last kernels (~0.7 TB/s in the H200 profile) and fp16 or fp32
+    BatchNorm in cuDNN. Variants: bf16 (resnetlab's setting, the reference), fp16 autocast (speed only: no loss
+    scaling), bf16 with each BN computed in fp32, and both precisions in NCHW. Fixed random batch, no augmentation.
+    """
+    variants = [("bf16 channels_last", torch.bfloat16, False, True), ("fp16 channels_last", torch.float16, False, True),
+                ("bf16 + fp32 BN channels_last", torch.bfloat16, True, True), ("bf16 NCHW", torch.bfloat16, False, False),
+                ("fp16 NCHW", torch.float16, False, False)]
+    rows = []
+    for label, dtype, fp32_norm, channels_last in variants:
+        torch.manual_seed(0)
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        model = create_model("resnet20").to(device, memory_format=memory_format)
+        if fp32_norm:
+            for module in model.modules():
+                if isinstance(module, nn.BatchNorm2d):
+                    module.register_forward_pre_hook(lambda _module, args: (args[0].float(),))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
+                                    fused=True)
+        use_tensor_lr(optimizer, device)
+        images = torch.randn(batch, 3, 32, 32, device=device).contiguous(memory_format=memory_format)
+        labels = torch.randint(0, 10, (batch,), device=device)
+
+        def step(x: torch.Tensor, y: torch.Tensor, model=model, optimizer=optimizer, dtype=dtype):
+            with torch.autocast(device.type, dtype=dtype, cache_enabled=False, enabled=device.type == "cuda"):
+                logits = model(x)
+            loss = F.cross_entropy(logits.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            return loss.detach(), (logits.argmax(dim=1) == y).sum()
+
+        capture = {} if device.type == "cuda" else {"capture": eager_capture}
+        graphed = GraphedStep(step, model, optimizer, strict=True, log=s.log, **capture)
+        warm, seconds = timed(partial(graphed, images, labels), steps, 10, device)
+        rate = steps * batch / seconds
+        s.log(f"  probe resnet20 b{batch} {label}: {rate:,.0f} img/s")
+        rows.append({"variant": label, "batch_size": batch, "images_per_sec": rate, "warmup_seconds": warm})
+    return rows
+
+
+def compiled_profile(s: Session, device: torch.device, name: str, batch: int) -> dict:
+    """Kernel time of the compiled step (not replayed, so each kernel is seen): what is left after fusion."""
+    result = profile_train_step(name, batch, device, steps=10, warmup=5, rows=30,
+                                config=replace(bench_config(device), compile=True))
+    s.log(f"  compiled profile {result.summary()}")
+    (s.out / "profile-compiled.txt").write_text(f"== compiled: {result.summary()} ==\n{result.table}")
+    return {key: value for key, value in asdict(result).items() if key != "table"}
 
 
 def profile(s: Session, device: torch.device, models: list[str]) -> dict:
@@ -208,49 +281,56 @@ def follow_up(s: Session, device: torch.device, runs: Path) -> None:
     s.part("compiled_resnet110", 80, lambda: compiled_throughput(s, device, "resnet110", 60))
 
 
+def fast_epochs_for(rate: float | None, smoke: bool) -> int:
+    """The fast recipe's epochs (57), fewer where the measured rate would not fit them into 28 s of steps: its
+    target is time to accuracy (at most 30 s)."""
+    if smoke:
+        return 1
+    return min(57, math.floor(28 * rate / 50_000)) if rate else 40
+
+
+def measured_rate(s: Session, model: str, batch: int) -> float | None:
+    """resnetlab's training img/s of ``model`` at ``batch`` from the throughput part: the graphed row, else eager."""
+    rows = [row for row in s.results.get("throughput", []) if row["pipeline"] == "resnetlab"
+            and row["mode"] == "train" and row["model"] == model and row["batch_size"] == batch]
+    rows.sort(key=lambda row: "graphs=on" not in row["settings"])
+    return rows[0]["images_per_sec"] if rows else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", default="")
     parser.add_argument("--out", required=True)
     parser.add_argument("--budget", type=float, default=540)
-    parser.add_argument("--smoke", action="store_true", help="every part, tiny, on the CPU")
-    parser.add_argument("--follow-up", action="store_true", help="the second call's parts (see follow_up)")
+    parser.add_argument("--plan", choices=["full", "follow-up", "speed"], default="full")
+    parser.add_argument("--smoke", action="store_true", help="the plan's parts, tiny, on the CPU")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     s = Session(out, args.budget)
-    device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
-    runs = Path("/tmp/resnetlab-gpu-runs")
     smoke = args.smoke
+    device = torch.device("cuda" if torch.cuda.is_available() and not smoke else "cpu")
+    runs = Path("/tmp/resnetlab-gpu-runs")
     data = args.data if not smoke else "synthetic"
-    models = ["resnet8", "resnet14"] if smoke else ["resnet20", "resnet56", "resnet110"]
+    models = ["resnet8", "resnet14", "resnet20"] if smoke else ["resnet20", "resnet56", "resnet110"]
     steps = 3 if smoke else 60
+    batches = [16, 32, 64] if smoke else [128, 512, 1024]
 
     s.part("environment", 0, lambda: environment(device))
-    if args.follow_up:
+    if args.plan == "follow-up":
         follow_up(s, device, runs)
         s.log("done")
         s.save()
         return
     if not smoke:
         s.part("data", 30, lambda: {"train": list(load_dataset(data).train.images.shape)})
-    batches = [16, 32] if smoke else [128, 512, 1024]
     s.part("throughput", 30, lambda: throughput(s, device, models, steps, batches))
-    s.part("profile", 20, lambda: profile(s, device, models))
-    deep_models = ["resnet14", "resnet11v2"] if smoke else ["resnet1202", "resnet1001v2"]
-    s.part("deep", 40, lambda: deep(s, device, deep_models, 8 if smoke else 128, 2 if smoke else 5))
+    if args.plan == "full":
+        s.part("profile", 20, lambda: profile(s, device, models))
+        deep_models = ["resnet14", "resnet11v2"] if smoke else ["resnet1202", "resnet1001v2"]
+        s.part("deep", 40, lambda: deep(s, device, deep_models, 8 if smoke else 128, 2 if smoke else 5))
 
-    def measured_rate(batch: int) -> float | None:
-        """resnetlab's training img/s of the first model at ``batch``: the graphed row, else the eager one."""
-        rows = [row for row in s.results.get("throughput", []) if row["pipeline"] == "resnetlab"
-                and row["mode"] == "train" and row["model"] == models[0] and row["batch_size"] == batch]
-        rows.sort(key=lambda row: "graphs=on" not in row["settings"])
-        return rows[0]["images_per_sec"] if rows else None
-
-    graph_rate = measured_rate(batches[1])
-    # The fast recipe trains as many epochs as 27 s of steps hold at the measured rate (at most 60): its target is
-    # time to accuracy. In smoke mode: one tiny epoch.
-    fast_epochs = 1 if smoke else min(60, math.floor(27 * graph_rate / 50_000)) if graph_rate else 40
+    fast_epochs = fast_epochs_for(measured_rate(s, models[0], batches[1]), smoke)
     s.results["fast_epochs"] = fast_epochs
     fast_overrides = {"epochs": fast_epochs, "checkpoint_every": 1000}
     if smoke:
@@ -259,8 +339,21 @@ def main() -> None:
         s.part(f"fast_seed{seed}", 45 if not smoke else 5,
                lambda seed=seed: recipe_run(s, "fast", data, runs / f"fast-{seed}", {**fast_overrides, "seed": seed}))
 
-    s.part("compiled", 90 if not smoke else 5, lambda: compiled_throughput(s, device, models[0], steps))
-    rate128 = measured_rate(batches[0])
+    s.part("compiled", 90 if not smoke else 5, lambda: compiled_throughput(s, device, models[0], steps, batches[1]))
+    if args.plan == "speed":
+        big = batches[2]
+        s.part("compiled_b1024", 35, lambda: compiled_throughput(s, device, models[0], steps, big))
+        s.part("compiled_resnet56", 70, lambda: compiled_throughput(s, device, models[1], steps))
+        s.part("compiled_resnet110", 100, lambda: compiled_throughput(s, device, models[2], steps))
+        s.part("probe", 30, lambda: norm_precision_probe(s, device, batches[1], steps))
+        s.part("fast_b1024", 45 if not smoke else 5,
+               lambda: recipe_run(s, "fast", data, runs / "fast-b1024",
+                                  {**fast_overrides, "batch_size": 2 * fast_overrides.get("batch_size", 512),
+                                   "lr": 0.8, "seed": 0}))
+        s.part("compiled_profile", 35, lambda: compiled_profile(s, device, models[0], big))
+        s.part("compiled_tuned", 60, lambda: compiled_throughput(s, device, models[0], steps, big,
+                                                                 coordinate_descent_tuning=True))
+    rate128 = measured_rate(s, models[0], batches[0])
     paper_overrides = {"iterations": 40, "model": "resnet8", "val_split": 256} if smoke else {}
     paper_estimate = 10 if smoke else (64_000 * 128 / rate128 + 182 * 0.15) if rate128 else 10_000
     s.results["paper_estimate_seconds"] = paper_estimate

@@ -33,6 +33,36 @@ def test_bench_cli_json_with_baseline(capsys):
     assert all(r["images"] == 16 for r in rows)
 
 
+def test_every_baseline_runs_before_resnetlab_changes_process_settings(monkeypatch, capsys):
+    """resnetlab's CPU runs keep freed memory for reuse (malloc settings, process-wide); the typical pipeline is
+    measured before, with the defaults. The table still pairs each baseline row with its resnetlab row."""
+    import resnetlab.bench
+    import resnetlab.cli_bench
+
+    calls = []
+    module = resnetlab.cli_bench.load_baseline(resnetlab.cli_bench.DEFAULT_BASELINE)
+
+    def recorded(name, function):
+        def wrapper(*args, **kwargs):
+            calls.append(name)
+            return function(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(module, "train_throughput", recorded("baseline", module.train_throughput))
+    monkeypatch.setattr(module, "inference_throughput", recorded("baseline", module.inference_throughput))
+    monkeypatch.setattr(resnetlab.cli_bench, "load_baseline", lambda path: module)
+    monkeypatch.setattr(resnetlab.bench, "bench_train", recorded("resnetlab", resnetlab.bench.bench_train))
+    monkeypatch.setattr(resnetlab.bench, "bench_inference", recorded("resnetlab", resnetlab.bench.bench_inference))
+    argv = ["bench", "--models", "resnet8", "--batch-sizes", "4,8", "--steps", "1", "--warmup", "1", "--workers",
+            "0", "--device", "cpu", "--json"]
+    assert main(argv) == 0
+    assert calls == ["baseline"] * 4 + ["resnetlab"] * 4
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["pipeline"], r["mode"], r["batch_size"]) for r in rows] == [
+        ("baseline", "train", 4), ("resnetlab", "train", 4), ("baseline", "infer", 4), ("resnetlab", "infer", 4),
+        ("baseline", "train", 8), ("resnetlab", "train", 8), ("baseline", "infer", 8), ("resnetlab", "infer", 8)]
+
+
 def test_bench_cli_bad_model(capsys):
     assert main(["bench", "--models", "resnet21", "--no-baseline"]) == 2
     assert "6n+2" in capsys.readouterr().err
@@ -44,6 +74,15 @@ def test_bench_cli_takes_the_augmentation_and_reports_the_settings(capsys):
     assert main(argv) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert "augmentation=keras" in row["settings"] and "graphs=off" in row["settings"]  # no CUDA graph on a CPU
+
+
+def test_inference_folds_batchnorm_unless_told_not_to(capsys):
+    argv = ["bench", "--models", "resnet8", "--batch-sizes", "4", "--steps", "1", "--warmup", "1", "--mode", "infer",
+            "--device", "cpu", "--no-baseline", "--json"]
+    assert main(argv) == 0
+    assert "fold_bn=on" in json.loads(capsys.readouterr().out)[0]["settings"]
+    assert main([*argv, "--fold-bn", "off"]) == 0
+    assert "fold_bn=off" in json.loads(capsys.readouterr().out)[0]["settings"]
 
 
 def test_bench_cli_refuses_graphs_on_a_cpu(capsys):

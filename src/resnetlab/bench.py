@@ -16,8 +16,9 @@ from typing import Any
 import torch
 
 from resnetlab.data import DeviceLoader, fit_normalizer, load_dataset
-from resnetlab.models import create_model, model_info
+from resnetlab.models import create_model, fold_batchnorm, model_info
 from resnetlab.train.config import TrainConfig
+from resnetlab.train.environment import keep_freed_memory_for_reuse
 from resnetlab.train.evaluate import autocast_context
 from resnetlab.train.graphs import GraphedStep, graphed_if_supported
 from resnetlab.train.loop import build_train_step
@@ -86,6 +87,8 @@ def training_step(model_name: str, batch_size: int, device: torch.device, config
     """(run one step, whether it is replayed as a CUDA graph) for resnetlab's training step as the loop builds it:
     device-resident data, the configured batched augmentation and precision, the CUDA graph where supported."""
     torch.backends.cudnn.benchmark = True  # as the training loop sets it (fixed shapes: autotuned once)
+    if device.type == "cpu":
+        keep_freed_memory_for_reuse()  # as the training loop does on a CPU
     info = model_info(model_name)
     size = config.image_size if info.input_size == 32 else info.input_size
     dataset = load_dataset(data, image_size=size, synthetic_size=(max(batch_size * 4, 512), 16))
@@ -179,13 +182,15 @@ def profile_train_step(model_name: str, batch_size: int, device: torch.device, *
 
 
 def bench_inference(model_name: str, batch_size: int, device: torch.device, *, steps: int = 20, warmup: int = 5,
-                    config: TrainConfig | None = None) -> BenchResult:
-    """Inference images/s: eval mode, ``torch.inference_mode``, the configured precision and memory format."""
+                    config: TrainConfig | None = None, fold_bn: bool = True) -> BenchResult:
+    """Inference images/s: eval mode, ``torch.inference_mode``, the configured precision and memory format, and
+    BatchNorm folded into the convolutions as ``resnetlab eval`` and ``predict`` run it (``fold_bn``)."""
     config = config or bench_config(device)
     torch.backends.cudnn.benchmark = True
     info = model_info(model_name)
     size = config.image_size if info.input_size == 32 else info.input_size
-    model = create_model(model_name).to(device).eval()
+    model = create_model(model_name).eval()
+    model = (fold_batchnorm(model) if fold_bn else model).to(device)
     images = torch.randn(batch_size, 3, size, size, device=device)
     if config.channels_last == "on":
         model = model.to(memory_format=torch.channels_last)
@@ -198,7 +203,8 @@ def bench_inference(model_name: str, batch_size: int, device: torch.device, *, s
             forward(images)
 
     warm, seconds = timed(run_step, steps, warmup, device)
-    settings = f"amp={config.amp} channels_last={config.channels_last} compile={config.compile}"
+    settings = (f"amp={config.amp} channels_last={config.channels_last} compile={config.compile} "
+                f"fold_bn={'on' if fold_bn else 'off'}")
     return BenchResult("resnetlab", "infer", model_name, batch_size, str(device), steps * batch_size / seconds,
                        steps * batch_size, seconds, warm, peak_memory_mib(device), settings)
 

@@ -119,7 +119,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from resnetlab.train.inference import evaluate_checkpoint, load_trained
 
     device = pick_device(args.device)
-    trained = load_trained(args.checkpoint, device)
+    trained = load_trained(args.checkpoint, device, fold_bn=True)
     data = args.data or trained.metadata.get("data") or None
     result = evaluate_checkpoint(trained, data, args.split, device)
     report = {"checkpoint": str(trained.source), "split": args.split, "images": result.count,
@@ -144,7 +144,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 def cmd_predict(args: argparse.Namespace) -> None:
     from resnetlab.train.inference import load_trained, predict_files
 
-    predictions = predict_files(load_trained(args.checkpoint), args.images, args.top_k)
+    predictions = predict_files(load_trained(args.checkpoint, fold_bn=True), args.images, args.top_k)
     if args.json:
         print(json.dumps(predictions, indent=2))
         return

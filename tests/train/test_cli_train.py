@@ -32,6 +32,19 @@ def test_eval_json_reports_accuracy_and_confusion(trained_run, tiny_data, capsys
     assert set(report["per_class_accuracy"]) == {"cat", "dog", "ship"}
 
 
+def test_eval_with_folded_batchnorm_reproduces_the_training_runs_test_figures(trained_run, capsys):
+    """eval folds BN into the convolutions; the loss and accuracy are those the run recorded for the checkpoint a
+    run directory stands for (the val-selected one)."""
+    capsys.readouterr()
+    assert main(["eval", str(trained_run), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    selected = json.loads((trained_run / "results.json").read_text())["selected_epoch"]
+    rows = [json.loads(line) for line in (trained_run / "history.jsonl").read_text().splitlines()]
+    (row,) = [row for row in rows if row["epoch"] == selected and not row.get("partial")]
+    assert report["accuracy"] == pytest.approx(row["test_acc"], abs=1e-9)
+    assert report["loss"] == pytest.approx(row["test_loss"], rel=1e-5)
+
+
 def test_eval_text_defaults_to_training_data(trained_run, capsys):
     assert main(["eval", str(trained_run)]) == 0
     out = capsys.readouterr().out

@@ -27,18 +27,28 @@ TRUNCATED_NORMAL_STD = 0.87962566103423978  # std of a unit normal truncated at 
 
 
 class KerasConv2d(nn.Conv2d):
-    """Conv2D with padding="same" computed as TensorFlow does: the odd pixel goes to the bottom/right."""
+    """Conv2D with padding="same" computed as TensorFlow does: the odd pixel goes to the bottom/right.
+
+    Where the padding comes out even on both sides (every stride-1 layer) the convolution pads by itself; only
+    the uneven case (stride 2) copies the input into a padded tensor first.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=0, bias=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pads = []
-        for size, kernel, stride in ((x.shape[-1], self.kernel_size[1], self.stride[1]),
-                                     (x.shape[-2], self.kernel_size[0], self.stride[0])):
-            total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
-            pads += [total // 2, total - total // 2]
-        return super().forward(F.pad(x, pads) if any(pads) else x)
+        (top, bottom), (left, right) = (
+            same_padding(size, kernel, stride)
+            for size, kernel, stride in zip(x.shape[-2:], self.kernel_size, self.stride))
+        if top == bottom and left == right:
+            return F.conv2d(x, self.weight, self.bias, self.stride, (top, left), self.dilation, self.groups)
+        return super().forward(F.pad(x, [left, right, top, bottom]))
+
+
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow's "same" padding of one dimension: (before, after), the odd pixel after."""
+    total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
 
 
 class KerasResNetLayer(nn.Module):

@@ -13,7 +13,7 @@ from torch import nn
 from resnetlab.data import DeviceLoader, Normalizer, load_dataset
 from resnetlab.data.decode import decode_image
 from resnetlab.errors import CheckpointError, DataError
-from resnetlab.models import create_model
+from resnetlab.models import create_model, fold_batchnorm
 from resnetlab.train.checkpoint import load_checkpoint
 from resnetlab.train.evaluate import Evaluation, evaluate
 
@@ -28,8 +28,10 @@ class TrainedModel:
     source: Path
 
 
-def load_trained(path: str | Path, device: torch.device | str = "cpu") -> TrainedModel:
-    """A checkpoint (run directory, checkpoint directory or model.safetensors) ready for inference, eval mode."""
+def load_trained(path: str | Path, device: torch.device | str = "cpu", fold_bn: bool = False) -> TrainedModel:
+    """A checkpoint (run directory, checkpoint directory or model.safetensors) ready for inference, eval mode;
+    ``fold_bn`` merges BatchNorm into the convolutions (faster, same outputs to float rounding; the layer
+    responses of the paper's Figure 7 need the BN outputs, so they load without it)."""
     checkpoint = load_checkpoint(path, with_state=False)
     meta = checkpoint.metadata
     try:
@@ -41,7 +43,8 @@ def load_trained(path: str | Path, device: torch.device | str = "cpu") -> Traine
     except (KeyError, RuntimeError) as error:
         first_line = str(error).strip().splitlines()[0]
         raise CheckpointError(f"{checkpoint.path}: checkpoint does not match its model ({first_line})") from None
-    return TrainedModel(model.to(device).eval(), normalizer, list(meta["classes"]), int(meta["image_size"]), meta,
+    model = fold_batchnorm(model) if fold_bn else model.eval()
+    return TrainedModel(model.to(device), normalizer, list(meta["classes"]), int(meta["image_size"]), meta,
                         checkpoint.path)
 
 
