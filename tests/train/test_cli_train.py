@@ -45,6 +45,21 @@ def test_eval_with_folded_batchnorm_reproduces_the_training_runs_test_figures(tr
     assert report["loss"] == pytest.approx(row["test_loss"], rel=1e-5)
 
 
+def test_a_trained_model_is_loaded_for_fast_inference(trained_run):
+    """Folded BatchNorm and channels_last weights, the fast CPU path (benchmarks/README.md); same predictions."""
+    import torch
+
+    from resnetlab.train.inference import load_trained
+
+    folded, plain = load_trained(trained_run, fold_bn=True), load_trained(trained_run)
+    convs = [m for m in folded.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(conv.weight.is_contiguous(memory_format=torch.channels_last) for conv in convs)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.model.modules())
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(folded.model(x), plain.model(x), rtol=1e-4, atol=1e-4)
+
+
 def test_eval_text_defaults_to_training_data(trained_run, capsys):
     assert main(["eval", str(trained_run)]) == 0
     out = capsys.readouterr().out

@@ -44,7 +44,8 @@ def load_trained(path: str | Path, device: torch.device | str = "cpu", fold_bn: 
         first_line = str(error).strip().splitlines()[0]
         raise CheckpointError(f"{checkpoint.path}: checkpoint does not match its model ({first_line})") from None
     model = fold_batchnorm(model) if fold_bn else model.eval()
-    return TrainedModel(model.to(device), normalizer, list(meta["classes"]), int(meta["image_size"]), meta,
+    # channels_last, as the training loop runs: faster on CUDA and on a CPU with oneDNN (benchmarks/README.md)
+    return TrainedModel(model.to(device, memory_format=torch.channels_last), normalizer, list(meta["classes"]), int(meta["image_size"]), meta,
                         checkpoint.path)
 
 
@@ -57,7 +58,7 @@ def evaluate_checkpoint(trained: TrainedModel, data: str | None, split: str = "t
                         f"{trained.classes[:5]}...")
     arrays = dataset.test if split == "test" else dataset.train
     loader = DeviceLoader(arrays, batch_size, device=device, normalizer=trained.normalizer, shuffle=False,
-                          drop_last=False)
+                          drop_last=False, channels_last=True)
     return evaluate(trained.model, loader.epoch(0), len(trained.classes), torch.device(device))
 
 
