@@ -126,16 +126,14 @@ def compiled_throughput(s: Session, device: torch.device, name: str, steps: int,
     import torch._dynamo
     import torch._inductor.config
 
-    rows = []
-    for graphs in (["on"] if device.type == "cuda" else ["off"]):
-        config = replace(bench_config(device), compile=True, cuda_graphs=graphs)
-        torch._dynamo.reset()
-        with torch._inductor.config.patch(**inductor_options):
-            result = bench_train(name, batch, device, steps=steps, warmup=10, config=config)
-        s.log(f"  compiled {name} b{batch} graphs={graphs} {inductor_options or ''}: "
-              f"{result.images_per_sec:,.0f} img/s, warm-up (compilation) {result.warmup_seconds:.1f}s")
-        rows.append({**result.to_dict(), "inductor_options": inductor_options})
-    return rows
+    graphs = "on" if device.type == "cuda" else "off"
+    config = replace(bench_config(device), compile=True, cuda_graphs=graphs)
+    torch._dynamo.reset()
+    with torch._inductor.config.patch(**inductor_options):
+        result = bench_train(name, batch, device, steps=steps, warmup=10, config=config)
+    s.log(f"  compiled {name} b{batch} graphs={graphs} {inductor_options or ''}: "
+          f"{result.images_per_sec:,.0f} img/s, warm-up (compilation) {result.warmup_seconds:.1f}s")
+    return [{**result.to_dict(), "inductor_options": inductor_options}]
 
 
 def norm_precision_probe(s: Session, device: torch.device, batch: int, steps: int) -> list[dict]:

@@ -61,10 +61,11 @@ def cmd_bench(args: argparse.Namespace) -> None:
     # The baseline runs first, all of it: resnetlab's CPU runs change process-wide malloc settings
     # (environment.keep_freed_memory_for_reuse), and the typical pipeline is measured without them.
     baselines = {}
-    for name, batch, mode in cases if baseline is not None else []:
-        baselines[name, batch, mode] = (
-            baseline.train_throughput(name, batch, str(device), workers=args.workers, **common) if mode == "train"
-            else baseline.inference_throughput(name, batch, str(device), **common))
+    if baseline is not None:
+        for name, batch, mode in cases:
+            baselines[name, batch, mode] = (
+                baseline.train_throughput(name, batch, str(device), workers=args.workers, **common)
+                if mode == "train" else baseline.inference_throughput(name, batch, str(device), **common))
     results = []
     for name, batch, mode in cases:
         if (name, batch, mode) in baselines:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 
-import torch
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
@@ -55,9 +54,6 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     folded = copy.deepcopy(model).eval()
     for conv_name, bn_name in conv_bn_pairs(folded):
         conv, bn = folded.get_submodule(conv_name), folded.get_submodule(bn_name)
-        merged = fuse_conv_bn_eval(conv, bn)
-        if conv.weight.is_contiguous(memory_format=torch.channels_last):
-            merged = merged.to(memory_format=torch.channels_last)
-        folded.set_submodule(conv_name, merged)
+        folded.set_submodule(conv_name, fuse_conv_bn_eval(conv, bn))  # keeps the weights' memory format
         folded.set_submodule(bn_name, nn.Identity())
     return folded
