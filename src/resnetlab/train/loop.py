@@ -31,7 +31,8 @@ from resnetlab.train.environment import (describe_environment, keep_freed_memory
                                          seed_everything)
 from resnetlab.train.evaluate import evaluate
 from resnetlab.train.graphs import graphed_if_supported
-from resnetlab.train.history import TensorBoardMirror, atomic_write_text, format_row, write_history, write_json
+from resnetlab.files import atomic_write_text, write_json
+from resnetlab.train.history import TensorBoardMirror, format_row, write_history
 from resnetlab.train.lock import run_lock
 from resnetlab.train.optim import build_optimizer, current_lr, portable_state_dict, set_lr
 from resnetlab.train.schedule import PlateauState, WarmupState, effective_lr
