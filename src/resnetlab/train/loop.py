@@ -8,6 +8,8 @@ window of per-step losses is read back (which also finds the exact step of a non
 
 from __future__ import annotations
 
+import shlex
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -25,7 +27,7 @@ from resnetlab.errors import CheckpointError, UserError
 from resnetlab.models import create_model, model_info
 from resnetlab.train import distributed
 from resnetlab.train.checkpoint import clean_temporary, list_checkpoints, load_latest, save_checkpoint
-from resnetlab.train.config import TrainConfig, apply_overrides, to_toml
+from resnetlab.train.config import TrainConfig, resume_config, to_toml
 from resnetlab.train.distributed import Distributed
 from resnetlab.train.environment import (describe_environment, keep_freed_memory_for_reuse, pick_device,
                                          seed_everything)
@@ -114,7 +116,7 @@ def setup(config: TrainConfig, run_dir: Path, resume: bool, overrides: dict[str,
     if resume and checkpoint is None and list_checkpoints(run_dir):
         raise CheckpointError(f"{run_dir}: no loadable checkpoint (all are corrupt); move them away to start anew")
     if checkpoint is not None:
-        config = apply_overrides(TrainConfig(**checkpoint.state["config"]), overrides, log)
+        config = resume_config(checkpoint.state["config"], overrides, log, run_dir)
         log(f"resuming {run_dir} from step {checkpoint.step} ({checkpoint.path.name})")
     config.validate()
     model_info(config.model)  # an unknown name or impossible depth fails before any data is loaded
@@ -167,7 +169,8 @@ def setup(config: TrainConfig, run_dir: Path, resume: bool, overrides: dict[str,
     elif dist_info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.toml", to_toml(config.to_dict()))
-        write_json(run_dir / "environment.json", {**describe_environment(device), "seed": config.seed,
+        write_json(run_dir / "environment.json", {**describe_environment(device), "command": shlex.join(sys.argv),
+                                                  "seed": config.seed,
                                                   "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     train_model = torch.compile(model) if config.compile else model
     if dist_info.enabled:
