@@ -120,17 +120,26 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
     device = pick_device(args.device)
     trained = load_trained(args.checkpoint, device, fold_bn=True)
+    published = trained.metadata.get("published")
     data = args.data or trained.metadata.get("data") or None
+    if published and not args.data and not (data and Path(data).exists()) and data not in ("cifar10", "cifar100"):
+        raise UserError(f"{args.checkpoint} was trained and measured on {published['data']}; give that data with "
+                        "--data PATH")
     result = evaluate_checkpoint(trained, data, args.split, device)
     report = {"checkpoint": str(trained.source), "split": args.split, "images": result.count,
               "accuracy": result.accuracy, "error": result.error, "loss": result.loss,
               "per_class_accuracy": dict(zip(trained.classes, result.per_class_accuracy())),
               "confusion_matrix": result.confusion.tolist(), "classes": trained.classes}
+    if published:
+        report["recorded"] = {key: published.get(key) for key in ("test_acc", "test_images", "eval_device", "data")}
     if args.json:
         print(json.dumps(report, indent=2))
         return
     print(f"{trained.source}: {args.split} accuracy {100 * result.accuracy:.2f}% "
           f"(error {100 * result.error:.2f}%), loss {result.loss:.4f}, {result.count} images")
+    if published and args.split == "test":
+        print(f"recorded when published: {100 * published['test_acc']:.2f}% on {published['test_images']} images "
+              f"({published['eval_device']}); data: {published['data']}")
     width = max(len(name) for name in trained.classes)
     print("\nper-class accuracy:")
     for name, accuracy in report["per_class_accuracy"].items():
@@ -192,7 +201,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
     evaluation = commands.add_parser("eval", help="accuracy, loss, per-class accuracy, confusion matrix")
     evaluation.add_argument("checkpoint", help="run directory (its best, else last checkpoint), checkpoint "
-                                               "directory or model.safetensors")
+                                               "directory, model.safetensors, or published weights (resnet56.cifar10)")
     evaluation.add_argument("--data", help="dataset (default: the one the model was trained on)")
     evaluation.add_argument("--split", choices=["test", "train"], default="test")
     evaluation.add_argument("--device", default="auto")
