@@ -33,7 +33,7 @@ def split_list(text: str) -> list[str]:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    from resnetlab.bench import bench_config, bench_inference, bench_train, format_table
+    from resnetlab.bench import bench_config, bench_inference, bench_train, format_table, machine_lines, ratio_lines
     from resnetlab.models import model_info
     from resnetlab.train.environment import pick_device
 
@@ -85,7 +85,9 @@ def cmd_bench(args: argparse.Namespace) -> None:
         else:
             print(json.dumps(rows, indent=2))
         return
+    print("\n".join(machine_lines(device)))
     print(format_table(results))
+    print("\n".join(ratio_lines(results)))
     for profile in profiles:
         print(f"\n{profile.summary()}\n{profile.table}")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from resnetlab.data.arrays import ImageArrays
-from resnetlab.data.messages import one_line
+from resnetlab.data.messages import one_line, say
 from resnetlab.errors import DataError
 from resnetlab.files import atomic_path, atomic_write_text
 
@@ -132,14 +133,21 @@ def save_entry(cache_dir: Path, key: str, train: ImageArrays, test: ImageArrays,
 
 
 def cached(
-    cache_dir: Path, key: str, build: Callable[[], tuple[ImageArrays, ImageArrays, list[str]]]
+    cache_dir: Path, key: str, build: Callable[[], tuple[ImageArrays, ImageArrays, list[str]]], source: str = ""
 ) -> tuple[ImageArrays, ImageArrays, list[str]]:
-    """Load the entry for `key`, or build it with `build()` and save it."""
+    """Load the entry for `key`, or build it with `build()` and save it; says which of the two happened."""
+    what = f"data: {source}: " if source else "data: "
+    started = time.perf_counter()
     hit = load_entry(cache_dir, key)
     if hit is not None:
+        say(f"{what}{len(hit[0]):,} training and {len(hit[1]):,} test images read from the cache "
+            f"{entry_dir(cache_dir, key)} in {time.perf_counter() - started:.1f} s")
         return hit
+    say(f"{what}first load: decoding the images once (later loads read them from the cache)")
     train, test, classes = build()
     save_entry(cache_dir, key, train, test, classes)
+    say(f"{what}{len(train):,} training and {len(test):,} test images decoded in {time.perf_counter() - started:.0f} s"
+        f", cached in {entry_dir(cache_dir, key)}")
     return train, test, classes
 
 

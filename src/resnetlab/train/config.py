@@ -108,7 +108,8 @@ class TrainConfig:
     seed: int = setting(0, "random seed (weights, data order, augmentation)", resume="fixed")
     deterministic: bool = setting(False, "deterministic kernels (slower): bit-exact resume on CPU")
     device: str = setting("auto", "auto, cpu, cuda or cuda:N", metavar="DEVICE")
-    amp: str = setting("auto", "bf16 autocast (auto: on CUDA, off on CPU)", choices=("auto", "bf16", "off"))
+    amp: str = setting("auto", "bf16 autocast (auto: where the GPU or CPU computes bf16 natively, else fp32; "
+                       "train/precision.py)", choices=("auto", "bf16", "off"))
     channels_last: str = setting("auto", "channels_last memory format (auto = on: faster on CUDA and on CPU with "
                                  "oneDNN)", choices=("auto", "on", "off"))
     compile: bool = setting(False, "torch.compile the model")
