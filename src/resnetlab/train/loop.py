@@ -1,6 +1,6 @@
 """The training loop, one for every recipe, in the shape of torchvision's reference script. ``fit`` reads top to
 bottom: lock the run directory, ``start_run`` (``load_data``, ``build_model``, ``build_optimizer``, ``restore``
-from the newest checkpoint), then epochs of ``train_one_epoch`` followed by ``end_epoch`` (``evaluate`` on val and
+from the newest checkpoint: train/build.py), then epochs of ``train_one_epoch`` followed by ``end_epoch`` (``evaluate`` on val and
 test, a history row, the best and last checkpoints), and ``finish``.
 
 The public functions, each taking the one ``Run`` object that holds a run's whole state (``train/run.py``):
@@ -33,14 +33,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from resnetlab.data import DeviceLoader, Normalizer, fit_normalizer, load_dataset, split_validation
-from resnetlab.errors import CheckpointError, UserError
+from resnetlab.errors import CheckpointError
 from resnetlab.files import atomic_write_text, write_json
-from resnetlab.models import create_model, model_info
+from resnetlab.models import model_info
 from resnetlab.train import distributed
-from resnetlab.train.checkpoint import Checkpoint, clean_temporary, list_checkpoints, load_latest
+from resnetlab.train.build import build_model, load_data, restore
+from resnetlab.train.checkpoint import clean_temporary, list_checkpoints, load_latest
 from resnetlab.train.config import TrainConfig, resume_config, to_toml
-from resnetlab.train.distributed import Distributed
 from resnetlab.train.environment import (describe_environment, keep_freed_memory_for_reuse, pick_device,
                                          seed_everything)
 from resnetlab.train.evaluate import evaluate
@@ -49,17 +48,14 @@ from resnetlab.train.history import write_history
 from resnetlab.train.lock import run_lock
 from resnetlab.train.optim import build_optimizer, current_lr, set_lr
 from resnetlab.train.precision import choose_precision
-from resnetlab.train.run import (EpochState, Progress, Run, model_depth, model_kwargs, save,
-                                 summarize_run)
+from resnetlab.train.run import EpochState, Run, model_depth, save, summarize_run
 from resnetlab.train.runlog import Log, RunLog
-from resnetlab.train.schedule import PlateauState, WarmupState, effective_lr
+from resnetlab.train.schedule import WarmupState, effective_lr
 from resnetlab.train.step import LossWindow, NonFiniteLoss, StepFn, TrainingStopped, build_train_step, stop_requests
 
 __all__ = ["Log", "NonFiniteLoss", "Run", "TrainingStopped", "begin_epoch", "build_model", "build_optimizer",
            "build_train_step", "close_run", "end_epoch", "end_epoch_steps", "evaluate", "finish", "fit",
            "load_data", "model_depth", "restore", "start_run", "stop_run", "train_one_epoch", "train_step"]
-
-EVAL_BATCH_SIZE = 500
 
 
 def fit(config: TrainConfig, run_dir: str | Path, *, resume: bool = True, overrides: dict[str, Any] | None = None,
@@ -137,52 +133,6 @@ def start_run(config: TrainConfig, run_dir: str | Path, *, resume: bool = True,
     run.step_fn = make_train_step(run)
     runlog.start(run)
     return run
-
-
-def load_data(config: TrainConfig, device: torch.device, dist: Distributed, checkpoint: Checkpoint | None,
-              report: Log | None = None) -> tuple[Normalizer, DeviceLoader, dict[str, DeviceLoader], list[str]]:
-    """(normalizer, training loader, val/test loaders, classes). The normalizer is fitted on the training split,
-    or read from the checkpoint; each process's training loader holds its shard of the same global order."""
-    dataset = split_validation(load_dataset(config.data or None, image_size=config.image_size,
-                                            resize=not config.strict_image_size, report=report),
-                               config.val_split, seed=config.seed)
-    normalizer = (Normalizer.from_state_dict(checkpoint.state["normalizer"]) if checkpoint
-                  else fit_normalizer(config.normalization, dataset.train.images))
-    # channels_last is faster on both: measured here 320 vs 251 img/s training ResNet-20 on 2 CPU cores (oneDNN)
-    common = dict(device=device, normalizer=normalizer, channels_last=config.channels_last != "off")
-    train_loader = DeviceLoader(dataset.train, distributed.per_rank_batch(config.batch_size, dist),
-                                augmentation=config.augmentation, shuffle=True, drop_last=config.drop_last,
-                                seed=config.seed, rank=dist.rank, world_size=dist.world_size, **common)
-    eval_loaders = {split: DeviceLoader(arrays, EVAL_BATCH_SIZE, shuffle=False, drop_last=False, **common)
-                    for split, arrays in (("val", dataset.val), ("test", dataset.test)) if arrays is not None}
-    return normalizer, train_loader, eval_loaders, dataset.classes
-
-
-def build_model(config: TrainConfig, num_classes: int, device: torch.device, dist: Distributed) -> nn.Module:
-    """The registered model on the device, with activation checkpointing, SyncBatchNorm and channels_last as
-    configured (its initial weights come from the seed, set before)."""
-    model = create_model(config.model, **model_kwargs(config, num_classes)).to(device)
-    if config.activation_checkpointing:
-        if not hasattr(model, "set_grad_checkpointing"):
-            raise UserError(f"{config.model} does not support activation checkpointing")
-        model.set_grad_checkpointing(config.activation_checkpointing)
-    if config.sync_bn and dist.enabled and device.type != "cuda":
-        raise UserError("--sync-bn needs CUDA (PyTorch's SyncBatchNorm has no CPU implementation)")
-    if config.sync_bn and dist.enabled:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    if config.channels_last != "off":
-        model = model.to(memory_format=torch.channels_last)
-    return model
-
-
-def restore(run: Run, checkpoint: Checkpoint) -> None:
-    """Weights, optimizer, progress, warm-up and plateau state and the RNG as the checkpoint saved them."""
-    state = checkpoint.state
-    run.model.load_state_dict(checkpoint.model_state)
-    run.optimizer.load_state_dict(state["optimizer"])
-    run.progress = Progress(**state["progress"])
-    run.warmup, run.plateau = WarmupState(**state["warmup"]), PlateauState(**state["plateau"])
-    torch.set_rng_state(state["rng"])
 
 
 def make_train_step(run: Run) -> StepFn:
