@@ -18,10 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from resnetlab.data.cache import atomic_write, ensure_dir
+from resnetlab.data.cache import ensure_dir
 from resnetlab.data.decode import is_image_name
 from resnetlab.data.folder import SPLITS, directory_root, group_by_class, hidden
 from resnetlab.errors import DataError
+from resnetlab.files import atomic_write_text
 
 LISTING_VERSION = 1
 
@@ -55,7 +56,7 @@ def list_image_folder(path: Path, cache_dir: Path) -> FolderListing:
              **{split: [[rel, label] for rel, label in grouped[split]] for split in SPLITS}}
     try:
         ensure_dir(cache_file.parent)
-        atomic_write(cache_file, lambda tmp: tmp.write_text(json.dumps(table, separators=(",", ":"))))
+        atomic_write_text(cache_file, json.dumps(table, separators=(",", ":")))
     except (OSError, DataError):
         pass  # the listing only saves time
     return _from_table(root, table)
