@@ -92,11 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Modules that add their subcommands to the parser (each defines `add_commands(subparsers)`).
-COMMAND_MODULES = ["resnetlab.cli_train", "resnetlab.cli_bench", "resnetlab.cli_tools", "resnetlab.cli_experiments"]
+COMMAND_MODULES = ["resnetlab.cli_train", "resnetlab.cli_bench", "resnetlab.cli_tools", "resnetlab.cli_experiments",
+                   "resnetlab.cli_weights"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the command as typed, for the records
     try:
         status = args.func(args)
     except UserError as error:

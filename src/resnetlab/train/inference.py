@@ -14,6 +14,7 @@ from resnetlab.data import DeviceLoader, Normalizer, load_dataset
 from resnetlab.data.decode import decode_image
 from resnetlab.errors import CheckpointError, DataError
 from resnetlab.models import create_model, fold_batchnorm
+from resnetlab.models.weights import get_weights, parse_weights_name
 from resnetlab.train.checkpoint import load_checkpoint
 from resnetlab.train.evaluate import Evaluation, autocast_context, evaluate
 
@@ -28,11 +29,21 @@ class TrainedModel:
     source: Path
 
 
+def weights_source(path: str | Path) -> Path:
+    """``path`` itself, or for a name of published weights (``resnet56.cifar10``) their file, hash checked."""
+    if not Path(path).exists() and (parsed := parse_weights_name(str(path))):
+        published = get_weights(*parsed)
+        published.verify()
+        return published.path
+    return Path(path)
+
+
 def load_trained(path: str | Path, device: torch.device | str = "cpu", fold_bn: bool = False) -> TrainedModel:
-    """A checkpoint (run directory, checkpoint directory or model.safetensors) ready for inference, eval mode;
+    """A checkpoint (run directory, checkpoint directory, model.safetensors, or published weights such as
+    ``resnet56.cifar10``) ready for inference, eval mode;
     ``fold_bn`` merges BatchNorm into the convolutions (faster, same outputs to float rounding; the layer
     responses of the paper's Figure 7 need the BN outputs, so they load without it)."""
-    checkpoint = load_checkpoint(path, with_state=False)
+    checkpoint = load_checkpoint(weights_source(path), with_state=False)
     meta = checkpoint.metadata
     try:
         model = create_model(meta["model"], **meta["model_kwargs"])
