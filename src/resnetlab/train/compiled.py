@@ -16,7 +16,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from resnetlab.train.evaluate import autocast_context
+from resnetlab.train.precision import autocast_context
 
 
 def compile_for_inference(model: nn.Module, example: torch.Tensor, amp: bool = False
