@@ -76,8 +76,3 @@ def markdown_table(shown: dict[str, list]) -> str:
 
 def _cell(text: str) -> str:
     return (text or DASH).replace("|", "\\|").replace("\n", " ")
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
