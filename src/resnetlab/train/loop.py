@@ -264,9 +264,10 @@ def end_epoch(run: Run) -> None:
 
 
 def stop_run(run: Run) -> None:
-    """A stop was requested: keep a checkpoint at this step (an epoch's end has one already), then say how to go
-    on."""
-    if run.progress.batch:  # mid-epoch (an epoch's end has reset it to 0, after its checkpoint)
+    """A stop was requested: keep a checkpoint at this step (unless the epoch's end just wrote one), then say how
+    to go on."""
+    kept = list_checkpoints(run.run_dir)
+    if not kept or kept[0].name != f"step-{run.progress.step:08d}":  # with checkpoint_every > 1 it may not have
         save(run)
     raise TrainingStopped(run.run_dir, run.progress.step)
 
