@@ -195,6 +195,7 @@ MEMORY_PROBE = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_memory_is_bounded_by_the_pipeline_not_the_dataset(tmp_path):
     """40 JPEGs of 2000x1600 px: 384 MB decoded, more than the process may grow by."""
     root = tmp_path / "large"
