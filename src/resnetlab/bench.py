@@ -20,11 +20,10 @@ from resnetlab.models import create_model, fold_batchnorm, model_info
 from resnetlab.train.compiled import compile_for_inference
 from resnetlab.train.config import TrainConfig
 from resnetlab.train.environment import keep_freed_memory_for_reuse
-from resnetlab.train.evaluate import autocast_context
 from resnetlab.train.graphs import GraphedStep, graphed_if_supported
-from resnetlab.train.loop import build_train_step
 from resnetlab.train.optim import build_optimizer
-from resnetlab.train.precision import choose_precision, cpu_facts
+from resnetlab.train.precision import autocast_context, choose_precision, cpu_facts
+from resnetlab.train.step import build_train_step
 
 
 @dataclass
