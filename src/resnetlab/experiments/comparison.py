@@ -145,7 +145,7 @@ def figure_title(comparison: Comparison, base: TrainConfig, arguments: dict[str,
 
 
 def run_comparison(comparison: Comparison, exp_dir: str | Path, base: TrainConfig, arguments: dict[str, Any], *,
-                   log: Log = print, show_progress: bool | None = None) -> dict[str, Any]:
+                   log: Log = print, show_progress: bool | None = None, concurrent: int | str = 1) -> dict[str, Any]:
     """Train what is missing, then (re)write every result file of the experiment. Returns the paths and rows."""
     exp_dir, started = Path(exp_dir), time.time()
     config = {**base.to_dict(), "model": "per run", "seed": "per run"}
@@ -154,7 +154,8 @@ def run_comparison(comparison: Comparison, exp_dir: str | Path, base: TrainConfi
     common = {"title": comparison.title, "arguments": arguments, "started": started, "config": config}
     write_experiment(exp_dir, comparison.kind, status="running", **common)
     try:
-        outcomes = run_sweep(exp_dir, base, comparison.specs, log=log, show_progress=show_progress)
+        outcomes = run_sweep(exp_dir, base, comparison.specs, log=log, show_progress=show_progress,
+                             concurrent=concurrent)
     except BaseException:
         write_experiment(exp_dir, comparison.kind, status="interrupted", **common)
         raise
