@@ -26,7 +26,12 @@ CONFIG_FLAGS: dict[str, tuple[str, type, str]] = {
     "--schedule": ("schedule", str, "step, keras, cosine, onecycle or constant"),
     "--label-smoothing": ("label_smoothing", float, "label smoothing of the cross-entropy"),
     "--val-split": ("val_split", int, "training images held out for validation (0: none)"),
-    "--augmentation": ("augmentation", str, "crop_flip, keras or none"),
+    "--augmentation": ("augmentation", str, "crop_flip, keras, none or random_resized_crop (streamed folders)"),
+    "--data-pipeline": ("data_pipeline", str, "auto, memory (decoded once, on the device) or stream (decoded per "
+                                              "batch in worker processes); auto: see README 'Your own images'"),
+    "--data-workers": ("data_workers", int, "streaming: DataLoader worker processes per training process"),
+    "--init": ("init", str, "initial weights: a torchvision-format state dict or a resnetlab checkpoint"),
+    "--freeze": ("freeze", str, "parts kept fixed while training, e.g. stem,layer1 (stem, layer1..layer4, fc)"),
     "--normalization": ("normalization", str, "pixel_mean, channel or none"),
     "--shortcut": ("shortcut", str, "shortcut option A, B or C"),
     "--image-size": ("image_size", int, "side length images are resized to"),
@@ -44,7 +49,7 @@ SWITCHES = {"--compile": "compile", "--deterministic": "deterministic", "--sync-
             "--strict-size": "strict_image_size", "--wd-exclude-norm-bias": "wd_exclude_norm_bias",
             "--eval-flip": "eval_flip"}
 FIXED_ON_RESUME = ("model", "shortcut", "zero_init_residual", "data", "image_size", "val_split", "normalization",
-                   "seed", "batch_size")
+                   "seed", "batch_size", "data_pipeline", "freeze")
 
 
 def parse_set(text: str) -> tuple[str, Any]:
@@ -99,7 +104,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     stored = load_latest(run_dir, report=lambda _: None) if list_checkpoints(run_dir) else None  # fit reports
     if stored is not None:
         for key in FIXED_ON_RESUME:
-            if key in overrides and overrides[key] != stored.state["config"][key]:
+            if key in overrides and overrides[key] != stored.state["config"].get(key, overrides[key]):
                 raise UserError(f"cannot change {key} of an existing run ({run_dir} has "
                                 f"{stored.state['config'][key]!r}); use another --out")
     config = resolve_config(args.recipe, args.config, overrides)

@@ -35,7 +35,12 @@ class TrainConfig:
     strict_image_size: bool = False  # refuse images of another size instead of resizing them
     val_split: int = 5000  # training images held out for validation (the paper's 45k/5k)
     normalization: str = "pixel_mean"  # pixel_mean | channel | none
-    augmentation: str = "crop_flip"  # crop_flip | keras | none
+    augmentation: str = "crop_flip"  # crop_flip | keras | none (on the device) | random_resized_crop (streamed)
+    data_pipeline: str = "auto"  # auto | memory | stream: the rule is in data/pipeline.py
+    data_workers: int = -1  # streaming: DataLoader workers per process; -1 = this machine's CPUs / its processes
+    # fine-tuning (train/finetune.py)
+    init: str = ""  # initial weights: a torchvision-format state dict or a resnetlab checkpoint
+    freeze: str = ""  # comma-separated parts kept fixed: stem, layer1 ... layer4, fc
     # optimisation
     optimizer: str = "sgd"  # sgd | adam | adamw
     lr: float = 0.1  # peak learning rate
@@ -112,6 +117,7 @@ class TrainConfig:
             (self.amp in ("auto", "bf16", "off"), f"amp must be auto, bf16 or off, got {self.amp!r}"),
             (self.channels_last in ("auto", "on", "off"), "channels_last must be auto, on or off"),
             (self.cuda_graphs in ("auto", "on", "off"), "cuda_graphs must be auto, on or off"),
+            (self.data_pipeline in ("auto", "memory", "stream"), "data_pipeline must be auto, memory or stream"),
         ]
         for ok, message in checks:
             if not ok:

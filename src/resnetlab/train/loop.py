@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from resnetlab.data import DeviceLoader, Normalizer, fit_normalizer, load_dataset, split_validation
+from resnetlab.data import DeviceLoader, Normalizer, StreamLoader
 from resnetlab.errors import CheckpointError, UserError
 from resnetlab.models import create_model, model_info
 from resnetlab.train import distributed
@@ -31,9 +31,11 @@ from resnetlab.train.distributed import Distributed
 from resnetlab.train.environment import (describe_environment, keep_freed_memory_for_reuse, pick_device,
                                          seed_everything)
 from resnetlab.train.evaluate import evaluate
+from resnetlab.train.finetune import prepare_model
 from resnetlab.train.graphs import graphed_if_supported
 from resnetlab.files import atomic_write_text, write_json
 from resnetlab.train.history import TensorBoardMirror, format_row, write_history
+from resnetlab.train.inputs import build_inputs
 from resnetlab.train.lock import run_lock
 from resnetlab.train.optim import build_optimizer, current_lr, portable_state_dict, set_lr
 from resnetlab.train.precision import choose_precision
@@ -42,7 +44,6 @@ from resnetlab.train.step import LossWindow, NonFiniteLoss, StepFn, TrainingStop
 
 __all__ = ["NonFiniteLoss", "TrainingStopped", "build_train_step", "end_of_epoch", "fit", "setup", "train_epoch"]
 
-EVAL_BATCH_SIZE = 500
 Log = Callable[[str], None]
 
 
@@ -76,14 +77,15 @@ class Session:
     optimizer: torch.optim.Optimizer
     normalizer: Normalizer
     classes: list[str]
-    train_loader: DeviceLoader
-    eval_loaders: dict[str, DeviceLoader]
+    train_loader: DeviceLoader | StreamLoader
+    eval_loaders: dict[str, DeviceLoader | StreamLoader]
     progress: Progress
     warmup: WarmupState
     plateau: PlateauState
     log: Log
     dist: Distributed = field(default_factory=Distributed)
     tensorboard: TensorBoardMirror | None = None
+    input_metadata: dict[str, Any] = field(default_factory=dict)  # the data path, for eval and predict
     clock: EtaClock | None = None  # prints the expected end (announce.py)
 
     @property
@@ -136,20 +138,12 @@ def setup(config: TrainConfig, run_dir: Path, resume: bool, overrides: dict[str,
     # channels_last is faster on both: measured here 320 vs 251 img/s training ResNet-20 on 2 CPU cores (oneDNN)
     channels_last = config.channels_last != "off"
 
-    dataset = split_validation(load_dataset(config.data or None, image_size=config.image_size,
-                                            resize=not config.strict_image_size,
-                                            report=log if dist_info.is_main else None),
-                               config.val_split, seed=config.seed)
-    normalizer = (Normalizer.from_state_dict(checkpoint.state["normalizer"]) if checkpoint
-                  else fit_normalizer(config.normalization, dataset.train.images))
-    common = dict(device=device, normalizer=normalizer, channels_last=channels_last)
-    train_loader = DeviceLoader(dataset.train, batch_per_process,
-                                augmentation=config.augmentation, shuffle=True, drop_last=config.drop_last,
-                                seed=config.seed, rank=dist_info.rank, world_size=dist_info.world_size, **common)
-    eval_loaders = {split: DeviceLoader(arrays, EVAL_BATCH_SIZE, shuffle=False, drop_last=False, **common)
-                    for split, arrays in (("val", dataset.val), ("test", dataset.test)) if arrays is not None}
+    inputs = build_inputs(config, device, dist_info, batch_per_process, channels_last,  # train/inputs.py
+                          checkpoint.state["normalizer"] if checkpoint else None, log if dist_info.is_main else None)
+    normalizer, train_loader, eval_loaders = inputs.normalizer, inputs.train, inputs.evaluation
 
-    model = create_model(config.model, **model_kwargs(config, dataset.num_classes)).to(device)
+    model = create_model(config.model, **model_kwargs(config, len(inputs.classes))).to(device)
+    prepare_model(model, config.init, config.freeze, checkpoint is None, log)  # train/finetune.py
     if config.activation_checkpointing:
         if not hasattr(model, "set_grad_checkpointing"):
             raise UserError(f"{config.model} does not support activation checkpointing")
@@ -179,10 +173,10 @@ def setup(config: TrainConfig, run_dir: Path, resume: bool, overrides: dict[str,
     if dist_info.enabled:
         train_model = nn.parallel.DistributedDataParallel(
             train_model, device_ids=[device.index] if device.type == "cuda" else None)
-    return Session(config, run_dir, device, precision.bf16, model, train_model, optimizer, normalizer, dataset.classes,
+    return Session(config, run_dir, device, precision.bf16, model, train_model, optimizer, normalizer, inputs.classes,
                    train_loader, eval_loaders, progress, warmup, plateau, log if dist_info.is_main else _silent,
                    dist_info, TensorBoardMirror(run_dir, progress.step) if config.tensorboard and dist_info.is_main
-                   else None)
+                   else None, inputs.metadata(config.image_size))
 
 
 def _silent(message: str) -> None:
@@ -264,7 +258,7 @@ def checkpoint_payload(session: Session) -> tuple[dict[str, Any], dict[str, Any]
     metadata = {
         "step": progress.step, "epoch": progress.epoch, "model": config.model,
         "model_kwargs": model_kwargs(config, len(session.classes)), "classes": session.classes,
-        "image_size": config.image_size,
+        "image_size": config.image_size, **session.input_metadata,
         "normalizer": {k: (v.tolist() if isinstance(v, torch.Tensor) else v) for k, v in normalizer_state.items()},
         "data": config.data, "recipe_summary": {k: getattr(config, k) for k in ("optimizer", "lr", "batch_size")},
     }
