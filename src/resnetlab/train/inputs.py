@@ -16,11 +16,11 @@ from resnetlab.data.decode import default_workers
 from resnetlab.data.sources import DATA_ENV
 from resnetlab.data.pipeline import STREAM_AUGMENTATIONS, choose_pipeline, stream_splits
 from resnetlab.data.stream import ImageFiles, StreamLoader, decode_sample
-from resnetlab.data.transforms import ImageTransform
 from resnetlab.train.config import TrainConfig
 from resnetlab.train.distributed import Distributed
 
 EVAL_BATCH_SIZE = 500
+Loader = DeviceLoader | StreamLoader
 NORMALIZER_SAMPLE = 1000  # streamed training images a fitted normalizer ("channel", "pixel_mean") looks at
 
 
@@ -29,15 +29,17 @@ class Inputs:
     pipeline: str  # "memory" or "stream"
     normalizer: Normalizer
     classes: list[str]
-    train: DeviceLoader | StreamLoader
-    evaluation: dict[str, DeviceLoader | StreamLoader]  # "val" (when held out) and "test"
+    train: Loader
+    evaluation: dict[str, Loader]  # "val" (when held out) and "test"
 
-    def metadata(self, image_size: int) -> dict[str, Any]:
-        """What eval and predict need to prepare images the way this run's evaluation did."""
-        if self.pipeline == "memory":
-            return {"pipeline": "memory"}
-        evaluation = ImageTransform.for_eval(image_size)
-        return {"pipeline": "stream", "eval_resize": evaluation.resize, "eval_crop": evaluation.size}
+
+def pipeline_metadata(evaluation: dict[str, Loader]) -> dict[str, Any]:
+    """What eval and predict need (checkpoint metadata) to prepare images the way this run's evaluation did."""
+    loader = next(iter(evaluation.values()), None)
+    if not isinstance(loader, StreamLoader):
+        return {"pipeline": "memory"}
+    transform = loader.files.transform
+    return {"pipeline": "stream", "eval_resize": transform.resize, "eval_crop": transform.size}
 
 
 def stream_workers(requested: int, dist: Distributed) -> int:
