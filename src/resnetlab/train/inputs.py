@@ -26,7 +26,6 @@ NORMALIZER_SAMPLE = 1000  # streamed training images a fitted normalizer ("chann
 
 @dataclass
 class Inputs:
-    pipeline: str  # "memory" or "stream"
     normalizer: Normalizer
     classes: list[str]
     train: Loader
@@ -69,7 +68,7 @@ def build_inputs(config: TrainConfig, device: torch.device, dist: Distributed, b
         evaluation = {split: DeviceLoader(arrays, EVAL_BATCH_SIZE, shuffle=False, drop_last=False,
                                           normalizer=normalizer, **common)
                       for split, arrays in (("val", dataset.val), ("test", dataset.test)) if arrays is not None}
-        return Inputs(pipeline, normalizer, dataset.classes, train, evaluation)
+        return Inputs(normalizer, dataset.classes, train, evaluation)
 
     splits = stream_splits(source, config.image_size, config.augmentation, config.val_split, config.seed)
     if log:
@@ -91,4 +90,4 @@ def build_inputs(config: TrainConfig, device: torch.device, dist: Distributed, b
     evaluation = {split: StreamLoader(files, batch_per_process, shuffle=False, drop_last=False, normalizer=normalizer,
                                       num_workers=workers, **common)
                   for split, files in (("val", splits.val), ("test", splits.test)) if files is not None}
-    return Inputs(pipeline, normalizer, splits.classes, train, evaluation)
+    return Inputs(normalizer, splits.classes, train, evaluation)
