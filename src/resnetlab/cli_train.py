@@ -30,7 +30,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     config = resolve_config(args.recipe, args.config, overrides)
     show = False if args.quiet else None
     if args.seeds:
-        summary = fit_seeds(config, run_dir, args.seeds, show_progress=show, overrides=overrides)
+        summary = fit_seeds(config, run_dir, args.seeds, show_progress=show, overrides=overrides,
+                            concurrent=args.concurrent)
         print(f"summary: {run_dir / 'summary.md'}")
         for key in ("final_test_acc", "selected_test_acc"):
             if summary[key]["n"]:
@@ -138,6 +139,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--no-resume", action="store_true", help="refuse to continue an existing run directory")
     train.add_argument("--seeds", type=parse_ints, help="several runs, e.g. 0,1,2: writes mean +- std")
     add_set_flag(train)
+    train.add_argument("--concurrent", default="auto", metavar="auto|N",
+                       help="with --seeds: seeds trained side by side in one process (auto: all on CUDA, one "
+                            "after another on a CPU)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_flags(train)
     train.set_defaults(func=cmd_train)

@@ -13,6 +13,7 @@ import torch
 
 from resnetlab.data import DeviceLoader, Normalizer, fit_normalizer, load_dataset, split_validation
 from resnetlab.data.decode import default_workers
+from resnetlab.data.loader import SharedData
 from resnetlab.data.sources import DATA_ENV
 from resnetlab.data.pipeline import STREAM_AUGMENTATIONS, choose_pipeline, stream_splits
 from resnetlab.data.stream import ImageFiles, StreamLoader, decode_sample
@@ -50,23 +51,27 @@ def stream_workers(requested: int, dist: Distributed) -> int:
 
 
 def build_inputs(config: TrainConfig, device: torch.device, dist: Distributed, batch_per_process: int,
-                 channels_last: bool, normalizer_state: dict | None, log: Callable[[str], None] | None) -> Inputs:
-    """Load (or list) the data and make the loaders; `normalizer_state` is a resumed run's normalizer."""
+                 channels_last: bool, normalizer_state: dict | None, log: Callable[[str], None] | None,
+                 shared: SharedData | None = None) -> Inputs:
+    """Load (or list) the data and make the loaders; `normalizer_state` is a resumed run's normalizer, `shared`
+    the data of runs trained side by side in one process (train/concurrent.py; the in-memory path)."""
     source = config.data or os.environ.get(DATA_ENV, "")
     pipeline = choose_pipeline(config.data_pipeline, source, config.image_size, config.augmentation)
     common = dict(device=device, channels_last=channels_last)
     shard = dict(shuffle=True, drop_last=config.drop_last, seed=config.seed, rank=dist.rank,
                  world_size=dist.world_size)
     if pipeline == "memory":
-        dataset = split_validation(load_dataset(config.data or None, image_size=config.image_size,
-                                                resize=not config.strict_image_size, report=log),
-                                   config.val_split, seed=config.seed)
+        data, resize = config.data or None, not config.strict_image_size
+        dataset = (shared.dataset(data, config.image_size, resize, config.val_split, config.seed, log) if shared
+                   else split_validation(load_dataset(data, image_size=config.image_size, resize=resize, report=log),
+                                         config.val_split, seed=config.seed))
         normalizer = (Normalizer.from_state_dict(normalizer_state) if normalizer_state
                       else fit_normalizer(config.normalization, dataset.train.images))
+        cache = dict(device_cache=shared.tensors if shared else None)
         train = DeviceLoader(dataset.train, batch_per_process, augmentation=config.augmentation,
-                             normalizer=normalizer, **shard, **common)
+                             normalizer=normalizer, **shard, **common, **cache)
         evaluation = {split: DeviceLoader(arrays, EVAL_BATCH_SIZE, shuffle=False, drop_last=False,
-                                          normalizer=normalizer, **common)
+                                          normalizer=normalizer, **common, **cache)
                       for split, arrays in (("val", dataset.val), ("test", dataset.test)) if arrays is not None}
         return Inputs(normalizer, dataset.classes, train, evaluation)
 

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from resnetlab.data.loader import SharedData
 from resnetlab.errors import CheckpointError
 from resnetlab.files import atomic_write_text, write_json
 from resnetlab.models import model_info
@@ -84,10 +85,12 @@ def fit(config: TrainConfig, run_dir: str | Path, *, resume: bool = True, overri
 
 
 def start_run(config: TrainConfig, run_dir: str | Path, *, resume: bool = True,
-              overrides: dict[str, Any] | None = None, log: Log = print, show_progress: bool | None = None) -> Run:
+              overrides: dict[str, Any] | None = None, log: Log = print, show_progress: bool | None = None,
+              shared: SharedData | None = None) -> Run:
     """A run ready to train: the newest loadable checkpoint's (its stored config, with ``overrides`` applied under
     ``resume_config``'s rules) when ``resume`` finds one, else a new one whose config and environment are written
-    to ``run_dir``."""
+    to ``run_dir``. ``shared``: data loaded and placed on the device once for runs trained side by side
+    (``train/concurrent.py``)."""
     run_dir = Path(run_dir)
     dist = distributed.from_environment()
     if dist.is_main:  # only the writer may clear what killed writes left behind
@@ -114,7 +117,7 @@ def start_run(config: TrainConfig, run_dir: str | Path, *, resume: bool = True,
     runlog.line(precision.line())
 
     normalizer, train_loader, eval_loaders, classes = load_data(config, device, dist, checkpoint,
-                                                                   runlog.line if dist.is_main else None)
+                                                                   runlog.line if dist.is_main else None, shared)
     model = build_model(config, len(classes), device, dist)
     prepare_model(model, config.init, config.freeze, checkpoint is None,  # train/finetune.py: --init, --freeze
                   runlog.line if dist.is_main else lambda _: None)
