@@ -44,6 +44,7 @@ from resnetlab.train.config import TrainConfig, resume_config, to_toml
 from resnetlab.train.environment import (describe_environment, keep_freed_memory_for_reuse, pick_device,
                                          seed_everything)
 from resnetlab.train.evaluate import evaluate
+from resnetlab.train.finetune import prepare_model
 from resnetlab.train.graphs import graphed_if_supported
 from resnetlab.train.history import write_history
 from resnetlab.train.lock import run_lock
@@ -118,6 +119,8 @@ def start_run(config: TrainConfig, run_dir: str | Path, *, resume: bool = True,
     normalizer, train_loader, eval_loaders, classes = load_data(config, device, dist, checkpoint,
                                                                    runlog.line if dist.is_main else None, shared)
     model = build_model(config, len(classes), device, dist)
+    prepare_model(model, config.init, config.freeze, checkpoint is None,  # train/finetune.py: --init, --freeze
+                  runlog.line if dist.is_main else lambda _: None)
     run = Run(config, run_dir, device, precision, model, model, build_optimizer(model, config, device), normalizer,
               classes, train_loader, eval_loaders, runlog, dist=dist,
               warmup=WarmupState(active=config.warmup_lr > 0 and model_depth(config.model) >= config.warmup_min_depth))
