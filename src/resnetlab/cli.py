@@ -96,17 +96,23 @@ COMMAND_MODULES = ["resnetlab.cli_train", "resnetlab.cli_bench", "resnetlab.cli_
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from resnetlab.cli_checks import pasteable, unrecognized
+
+    parser = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    if extras:  # the command's own usage, and the flag that was probably meant
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        commands.choices[args.command].error(unrecognized(commands.choices[args.command], extras))
     try:
         status = args.func(args)
     except UserError as error:
-        print(f"resnetlab {args.command}: error: {error}", file=sys.stderr)
+        print(f"resnetlab {args.command}: error: {pasteable(str(error))}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:  # output piped into `head` and the like: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except TrainingStopped as stopped:
-        print(f"resnetlab {args.command}: {stopped}", file=sys.stderr)
+        print(f"resnetlab {args.command}: {pasteable(str(stopped))}", file=sys.stderr)
         return EXIT_STOPPED
     except KeyboardInterrupt:
         print(f"resnetlab {args.command}: interrupted", file=sys.stderr)

@@ -81,24 +81,38 @@ def collect_overrides(args: argparse.Namespace, flags: dict[str, tuple[str, type
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from resnetlab import cli_checks as checks
     from resnetlab.train.checkpoint import list_checkpoints, load_latest
     from resnetlab.train.config import resolve_config
     from resnetlab.train.loop import fit
     from resnetlab.train.seeds import fit_seeds
 
+    checks.check_epochs_and_iterations(args)
     overrides = collect_overrides(args)
+    if "data" in overrides:
+        overrides["data"] = checks.absolute_data(overrides["data"])
     run_dir = Path(args.resume or args.out or f"runs/{overrides.get('model', args.recipe)}-{args.recipe}")
+    if args.resume:
+        checks.check_resume_folder(run_dir)
     if args.resume and not list_checkpoints(run_dir):
         raise UserError(f"--resume {run_dir}: no checkpoint there to resume from")
     if args.no_resume and list_checkpoints(run_dir):
         raise UserError(f"{run_dir} already holds a run; choose another --out or drop --no-resume to continue it")
     stored = load_latest(run_dir, report=lambda _: None) if list_checkpoints(run_dir) else None  # fit reports
     if stored is not None:
+        stored_config = stored.state["config"]
         for key in FIXED_ON_RESUME:
-            if key in overrides and overrides[key] != stored.state["config"][key]:
+            if key == "data" and checks.data_moved(stored_config["data"], overrides.get("data")):
+                continue
+            if key in overrides and overrides[key] != stored_config[key]:
                 raise UserError(f"cannot change {key} of an existing run ({run_dir} has "
-                                f"{stored.state['config'][key]!r}); use another --out")
+                                f"{stored_config[key]!r}); use another --out")
+        if "data" not in overrides:
+            checks.check_stored_data(stored_config["data"], run_dir)
+        checks.check_not_shorter(run_dir, stored.state, overrides)
     config = resolve_config(args.recipe, args.config, overrides)
+    if stored is None:  # recorded absolute, so that eval and resume work from any directory
+        config.data = checks.absolute_data(config.data) or checks.default_data()
     show = False if args.quiet else None
     if args.seeds:
         summary = fit_seeds(config, run_dir, args.seeds, show_progress=show, overrides=overrides)
@@ -115,13 +129,21 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
+    from resnetlab import cli_checks as checks
     from resnetlab.train.environment import pick_device
-    from resnetlab.train.inference import evaluate_checkpoint, load_trained
+    from resnetlab.train.inference import evaluate_checkpoint, load_trained, run_config
 
     device = pick_device(args.device)
     trained = load_trained(args.checkpoint, device, fold_bn=True)
-    data = args.data or trained.metadata.get("data") or None
-    result = evaluate_checkpoint(trained, data, args.split, device)
+    data = checks.absolute_data(args.data)
+    if data is None:
+        data = trained.metadata.get("data") or None
+        checks.check_stored_data(data or "", Path(args.checkpoint))
+    val_split, seed = 0, 0
+    if args.split != "test":  # the run's validation split, chosen as training chose it
+        stored = run_config(trained.source)
+        val_split, seed = int(stored.get("val_split", 0)), int(stored.get("seed", 0))
+    result = evaluate_checkpoint(trained, data, args.split, device, val_split=val_split, seed=seed)
     report = {"checkpoint": str(trained.source), "split": args.split, "images": result.count,
               "accuracy": result.accuracy, "error": result.error, "loss": result.loss,
               "per_class_accuracy": dict(zip(trained.classes, result.per_class_accuracy())),
@@ -173,7 +195,7 @@ def cmd_recipes(args: argparse.Namespace) -> None:
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser("train", help="train a model (resumes an existing run directory)")
-    train.add_argument("--recipe", default="paper", help="paper, keras or fast (see `resnetlab recipes`)")
+    train.add_argument("--recipe", default="paper", help="paper, cpu, fast or keras (see `resnetlab recipes`)")
     train.add_argument("--config", help="TOML file of config values, applied over the recipe")
     train.add_argument("--out", help="run directory (default runs/<model>-<recipe>)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue this run with its stored config")
@@ -194,7 +216,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     evaluation.add_argument("checkpoint", help="run directory (its best, else last checkpoint), checkpoint "
                                                "directory or model.safetensors")
     evaluation.add_argument("--data", help="dataset (default: the one the model was trained on)")
-    evaluation.add_argument("--split", choices=["test", "train"], default="test")
+    evaluation.add_argument("--split", choices=["test", "val", "train"], default="test",
+                            help="test (default); val: the run's validation split; train: the rest")
     evaluation.add_argument("--device", default="auto")
     evaluation.add_argument("--json", action="store_true")
     evaluation.set_defaults(func=cmd_eval)

@@ -95,6 +95,8 @@ class EtaClock:
             return
         self.early_done = True
         session = self.session
+        if step >= session.total_steps:
+            return
         step_s = elapsed / (step - self.start_step)
         remaining_steps = session.total_steps - step
         images_s = session.config.batch_size / step_s

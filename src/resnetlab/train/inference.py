@@ -10,11 +10,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from resnetlab.data import DeviceLoader, Normalizer, load_dataset
+from resnetlab.data import DeviceLoader, Normalizer, load_dataset, split_validation
 from resnetlab.data.decode import decode_image
 from resnetlab.errors import CheckpointError, DataError
 from resnetlab.models import create_model, fold_batchnorm
-from resnetlab.train.checkpoint import load_checkpoint
+from resnetlab.train.checkpoint import STATE_FILE, load_checkpoint, read_state
 from resnetlab.train.evaluate import Evaluation, evaluate
 
 
@@ -50,16 +50,43 @@ def load_trained(path: str | Path, device: torch.device | str = "cpu", fold_bn: 
 
 
 def evaluate_checkpoint(trained: TrainedModel, data: str | None, split: str = "test",
-                        device: torch.device | str = "cpu", batch_size: int = 500) -> Evaluation:
-    """Accuracy, loss and confusion matrix of ``split`` ("test" or "train") of a dataset."""
-    dataset = load_dataset(data, image_size=trained.image_size)
+                        device: torch.device | str = "cpu", batch_size: int = 500, val_split: int = 0,
+                        seed: int = 0) -> Evaluation:
+    """Accuracy, loss and confusion matrix of ``split`` ("test", "train" or "val") of a dataset. "val" is the
+    run's held-out part of the training set: ``val_split`` images chosen with ``seed``, as training chose them;
+    "train" is the rest."""
+    dataset = split_validation(load_dataset(data, image_size=trained.image_size), val_split, seed=seed)
     if dataset.classes != trained.classes:
-        raise DataError(f"the data's classes {dataset.classes[:5]}... differ from the checkpoint's "
-                        f"{trained.classes[:5]}...")
-    arrays = dataset.test if split == "test" else dataset.train
+        raise DataError(class_mismatch(dataset.classes, trained.classes))
+    arrays = {"test": dataset.test, "train": dataset.train, "val": dataset.val}[split]
+    if arrays is None:
+        raise DataError("this run has no validation split (val_split = 0): evaluate --split test or train")
     loader = DeviceLoader(arrays, batch_size, device=device, normalizer=trained.normalizer, shuffle=False,
                           drop_last=False, channels_last=True)
     return evaluate(trained.model, loader.epoch(0), len(trained.classes), torch.device(device))
+
+
+def run_config(source: Path) -> dict[str, Any]:
+    """The training config stored beside a checkpoint's weights (in its training state)."""
+    folder = source if source.is_dir() else source.parent
+    if not (folder / STATE_FILE).is_file():
+        raise CheckpointError(f"{source}: no training state beside the weights, so the run's validation split is "
+                              "unknown; give the run directory or a checkpoint directory")
+    return dict(read_state(folder / STATE_FILE).get("config", {}))
+
+
+def class_mismatch(data_classes: list[str], model_classes: list[str]) -> str:
+    """What differs between the data's classes and the checkpoint's, in full (or counted, when many)."""
+    def names(items: list[str]) -> str:
+        return ", ".join(items) if len(items) <= 12 else f"{', '.join(items[:12])} and {len(items) - 12} more"
+
+    only_data = [c for c in data_classes if c not in model_classes]
+    only_model = [c for c in model_classes if c not in data_classes]
+    if not only_data and not only_model:
+        return (f"the data has the checkpoint's {len(model_classes)} classes in another order (data: "
+                f"{names(data_classes)}; checkpoint: {names(model_classes)})")
+    return (f"the data's {len(data_classes)} classes differ from the checkpoint's {len(model_classes)}: only in the "
+            f"data: {names(only_data) or '-'}; only in the checkpoint: {names(only_model) or '-'}")
 
 
 @torch.no_grad()

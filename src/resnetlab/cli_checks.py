@@ -1,0 +1,121 @@
+"""Checks and messages of the training-side commands that give a user the way forward: where a run's data
+went, a run shorter than what it already trained, the command that resumes, a run with no checkpoint yet."""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+import shutil
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from resnetlab.data.sources import DATA_ENV, NAMED_SOURCES
+from resnetlab.errors import UserError
+
+
+def command_prefix() -> str:
+    """How to run resnetlab again, as this process was started: ``resnetlab`` when that is on the PATH,
+    else the console script's path (``.venv/bin/resnetlab`` after the quick start) or ``python -m resnetlab``."""
+    program = sys.argv[0] if sys.argv else ""
+    if Path(program).name == "resnetlab":
+        on_path = shutil.which("resnetlab")
+        if on_path and Path(on_path).resolve() == Path(program).resolve():
+            return "resnetlab"
+        return program
+    python = sys.executable
+    on_path = shutil.which("python")
+    if on_path and Path(on_path).resolve() == Path(python).resolve():
+        python = "python"
+    return f"{python} -m resnetlab"
+
+
+def pasteable(message: str) -> str:
+    """A message whose suggested commands begin ``resnetlab ...``, with the prefix that works here."""
+    prefix = command_prefix()
+    return message if prefix == "resnetlab" else message.replace("resnetlab train --resume", f"{prefix} train --resume")
+
+
+def is_path_source(data: str) -> bool:
+    return bool(data) and data.strip().lower() not in NAMED_SOURCES
+
+
+def absolute_data(data: str | None) -> str | None:
+    """A data path as an absolute path (named sources stay names), so that a run can be evaluated or resumed
+    from any directory."""
+    if data is None or not is_path_source(data):
+        return data
+    return os.path.abspath(os.path.expanduser(data))
+
+
+def default_data() -> str:
+    """What an empty ``data`` means for a new run: $RESNETLAB_DATA (made absolute) if set, else the default."""
+    return absolute_data(os.environ.get(DATA_ENV, "")) or ""
+
+
+def check_stored_data(data: str, run: Path) -> None:
+    """A path from a run's config that is gone: say where it came from and how to give its new place."""
+    if is_path_source(data) and not Path(data).expanduser().exists():
+        raise UserError(f"data source not found: {data} (the path stored in {run}'s config); if the data has "
+                        "moved, give its new place with --data PATH")
+
+
+def data_moved(stored: str, given: str | None) -> bool:
+    """Whether ``--data`` on a resumed run replaces a stored path that no longer exists (the data was moved)."""
+    return given is not None and is_path_source(stored) and not Path(stored).expanduser().exists()
+
+
+def check_epochs_and_iterations(args: argparse.Namespace) -> None:
+    if getattr(args, "epochs", None) is not None and getattr(args, "iterations", None) is not None:
+        raise UserError("give --epochs or --iterations, not both (each replaces the recipe's length)")
+
+
+def check_not_shorter(run_dir: Path, state: dict[str, Any], overrides: dict[str, Any]) -> None:
+    """Refuse a length that a stored run has already passed: its weights are past that point and cannot go back."""
+    if "epochs" not in overrides and "iterations" not in overrides:
+        return
+    progress = state["progress"]
+    done_steps = int(progress["step"])
+    if overrides.get("iterations"):
+        wanted, unit = int(overrides["iterations"]), "steps"
+        done = done_steps
+    else:
+        wanted, unit = int(overrides["epochs"]), "epochs"
+        done = int(progress["epoch"])
+    if wanted < done:
+        raise UserError(f"{run_dir} has already trained {done:,} {unit} ({done_steps:,} steps), more than the "
+                        f"{wanted:,} asked for, and its weights cannot go back; for a shorter run choose a new "
+                        f"directory, e.g. --out {run_dir}-{wanted}{'ep' if unit == 'epochs' else 'it'}")
+
+
+def check_resume_folder(path: Path) -> None:
+    if not path.exists():
+        raise UserError(f"--resume {path}: no such folder (give a run directory, e.g. runs/resnet20-cpu)")
+
+
+def no_checkpoint_message(run: Path) -> str | None:
+    """For a run directory that has no checkpoint yet: when the first one is written."""
+    config = run / "config.toml"
+    if not config.is_file():
+        return None
+    try:
+        every = int(tomllib.loads(config.read_text()).get("checkpoint_every", 1))
+    except (OSError, tomllib.TOMLDecodeError, ValueError):
+        every = 1
+    when = "the end of its first epoch" if every <= 1 else f"the end of epoch {every}"
+    return (f"{run} has no checkpoint yet: a run writes its first at {when} (and on Ctrl-C); "
+            "try again once it has")
+
+
+def unrecognized(parser: argparse.ArgumentParser, extras: list[str]) -> str:
+    """``unrecognized arguments: --batchsize 64 (did you mean --batch-size?)``."""
+    options = [option for action in parser._actions for option in action.option_strings]
+    hints = []
+    for extra in extras:
+        if extra.startswith("-"):
+            close = difflib.get_close_matches(extra.split("=")[0], options, n=1, cutoff=0.6)
+            if close:
+                hints.append(f"did you mean {close[0]}?")
+    return f"unrecognized arguments: {' '.join(extras)}" + (f" ({'; '.join(hints)})" if hints else "")
