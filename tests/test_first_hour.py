@@ -180,3 +180,34 @@ def test_startup_says_what_happens_and_no_bar_outside_a_terminal(tmp_path):
     assert "warning: resnet18 has the ImageNet stem" in out and "resnet18_cifar" in out
     assert [line.split(" |")[0] for line in out.splitlines() if line.startswith("epoch ")] == ["epoch 1/2",
                                                                                            "epoch 2/2"]
+
+
+def test_plot_draws_every_run_with_markers_where_few_points_and_fits_the_axes(relative_run, tmp_path,
+                                                                             monkeypatch, capsys):
+    """Three runs, one of a single point: each is drawn (a single point needs a marker), the y axes hold the
+    data and little else, the epoch ticks are whole numbers, the title uses the legend's words."""
+    import matplotlib.pyplot as plt
+
+    from resnetlab import plots
+
+    short = tmp_path / "short"
+    assert main(["train", "--data", str(relative_run / "data" / "tiny"), "--out", str(short), "--model", "resnet8",
+                 "--epochs", "1", "--batch-size", "16", "--val-split", "0", "--quiet"]) == 0
+    figures = []
+    monkeypatch.setattr(plots.plt, "close", lambda figure: figures.append(figure))
+    run = relative_run / "runs" / "r"
+    assert main(["plot", str(run), str(short), str(short), "-o", str(tmp_path / "curves.png")]) == 0
+    (figure,) = figures
+    error_axes, loss_axes = figure.axes
+    for axes in (error_axes, loss_axes):
+        lines = axes.get_lines()
+        assert len(lines) == 6 and all(line.get_marker() == "o" for line in lines)
+        assert {text.get_text() for text in axes.get_legend().get_texts()} >= {"r training", "r test",
+                                                                               "short training", "short test"}
+        assert "dashed: training, solid: test" in axes.get_title()
+        values = [y for line in lines for y in line.get_ydata()]
+        low, high = axes.get_ylim()
+        assert low <= min(values) and max(values) <= high and (high - low) < 1.3 * (max(values) - min(values)) + 5
+        ticks = [tick for tick in axes.get_xticks() if axes.get_xlim()[0] <= tick <= axes.get_xlim()[1]]
+        assert ticks and all(float(tick).is_integer() for tick in ticks)
+    plt.close(figure)

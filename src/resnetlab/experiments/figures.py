@@ -16,7 +16,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 DPI = 110
-LONG_RUN_STEPS = 20_000  # at least this many iterations: the paper's y range (0-20 %) shows the curves best
+LONG_RUN_STEPS = 20_000  # at least this many iterations: the paper's y range (0-20 %), if the curves fit in it
 FEW_POINTS = 15  # curves with fewer points get markers (a one-epoch run has a single point)
 MARKED_POINTS = 120  # per-layer lines up to this many layers show a dot per layer
 
@@ -57,7 +57,7 @@ def plot_error_panels(panels: Sequence[tuple[str, Sequence[Curve]]], output: Pat
     width = max(6.0, 5.6 * len(panels))
     figure, axes_list = plt.subplots(1, len(panels), figsize=(width, 4.8), sharey=True, squeeze=False,
                                      constrained_layout=True)
-    top, longest = 0.0, 0.0
+    longest = 0.0
     for axes, (panel_title, curves) in zip(axes_list[0], panels):
         handles = []
         few = any(len(curve.steps) < FEW_POINTS for curve in curves)
@@ -67,7 +67,6 @@ def plot_error_panels(panels: Sequence[tuple[str, Sequence[Curve]]], output: Pat
                       **style)
             axes.plot(curve.steps, _values(curve.test), linestyle="-", linewidth=1.9, **style)
             handles.append(Line2D([], [], color=colour(curve.colour), linewidth=1.9, label=curve.label))
-            top = max([top, *(v for v in (*curve.train, *curve.test) if v is not None)])
             longest = max([longest, *curve.steps])
         marker = {"marker": "o", "markersize": 5} if few else {}
         handles += [Line2D([], [], color="0.3", linestyle="--", linewidth=1.1, label="training error",
@@ -77,14 +76,23 @@ def plot_error_panels(panels: Sequence[tuple[str, Sequence[Curve]]], output: Pat
         axes.grid(alpha=0.3)
         axes.legend(handles=handles, fontsize=9, loc="best")
     axes_list[0][0].set_ylabel("error (%)")
-    if longest >= LONG_RUN_STEPS:
-        axes_list[0][0].set_ylim(0, 20)
-    else:
-        axes_list[0][0].set_ylim(-0.5, min(100.5, top * 1.08 + 1))
+    values = [v for _, curves in panels for curve in curves for v in (*curve.train, *curve.test)
+              if v is not None and v == v]
+    if values:
+        axes_list[0][0].set_ylim(*error_limits(min(values), max(values), longest))
     for axes in axes_list[0]:
         axes.set_xlim(left=0)
     figure.suptitle(title, fontsize=11)
     return _save(figure, output)
+
+
+def error_limits(low: float, high: float, longest: float) -> tuple[float, float]:
+    """The y range of error curves, fit to the data: the paper's 0-20 % for long runs whose curves fit in it,
+    else the data's range with a margin, within 0-100 %."""
+    if longest >= LONG_RUN_STEPS and high <= 20:
+        return 0.0, 20.0
+    margin = max(1.0, 0.06 * (high - low))
+    return max(0.0, low - margin), min(100.0, high + margin)
 
 
 def plot_layer_panels(panels: Sequence[tuple[str, str, Sequence[Series]]], output: Path, title: str, *,
