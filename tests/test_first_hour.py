@@ -26,6 +26,10 @@ def error_line(capsys) -> str:
 @pytest.fixture(scope="module")
 def relative_run(tmp_path_factory):
     """A run trained from its own directory with a relative --data path, as the quick start does."""
+    from resnetlab.data.cache import resolve_cache_dir
+
+    # A module-scoped fixture runs before the per-test cache fixture: the session's one must already apply.
+    assert not resolve_cache_dir().is_relative_to(Path.home() / ".cache")
     home = tmp_path_factory.mktemp("home")
     write_tiny_folder(home / "data" / "tiny")
     cwd = os.getcwd()

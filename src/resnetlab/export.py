@@ -119,11 +119,19 @@ def export_onnx(model: nn.Module, path: str | Path, image_size: int, opset: int 
     os.close(handle)
     try:
         program.save(temporary, external_data=False)  # one self-contained file (fine below 2 GB)
+        os.chmod(temporary, 0o666 & ~current_umask())  # mkstemp creates 0600; a model file is for sharing
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def current_umask() -> int:
+    """The process umask (reading it means setting it; it is put back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager

@@ -92,7 +92,7 @@ def error_limits(low: float, high: float, longest: float) -> tuple[float, float]
     if longest >= LONG_RUN_STEPS and high <= 20:
         return 0.0, 20.0
     margin = max(1.0, 0.06 * (high - low))
-    return max(0.0, low - margin), min(100.0, high + margin)
+    return low - margin, min(100.0, high) + margin  # whole markers at 0 and 100 %
 
 
 def plot_layer_panels(panels: Sequence[tuple[str, str, Sequence[Series]]], output: Path, title: str, *,
