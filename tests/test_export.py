@@ -94,13 +94,14 @@ def test_cli_export_writes_verified_file_with_metadata(exported):
 
 def test_exported_file_gets_the_permissions_of_a_normal_file(exported):
     """Readable by others under a normal umask (0644 under 022), not the 0600 of a temporary file."""
+    import os
     import stat
 
-    from resnetlab.export import current_umask
-
     _, out, _ = exported
-    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~current_umask()
-    if current_umask() == 0o022:
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask
+    if umask == 0o022:
         assert stat.S_IMODE(out.stat().st_mode) == 0o644
 
 

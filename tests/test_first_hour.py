@@ -13,8 +13,6 @@ from resnetlab import cli_checks
 from resnetlab.cli import main
 from resnetlab.train.announce import small_image_warning
 
-from conftest import write_tiny_folder
-
 TINY = ["--model", "resnet8", "--epochs", "2", "--batch-size", "16", "--val-split", "12", "--quiet"]
 
 
@@ -24,14 +22,14 @@ def error_line(capsys) -> str:
 
 
 @pytest.fixture(scope="module")
-def relative_run(tmp_path_factory):
+def relative_run(tmp_path_factory, tiny_data):
     """A run trained from its own directory with a relative --data path, as the quick start does."""
     from resnetlab.data.cache import resolve_cache_dir
 
     # A module-scoped fixture runs before the per-test cache fixture: the session's one must already apply.
     assert not resolve_cache_dir().is_relative_to(Path.home() / ".cache")
     home = tmp_path_factory.mktemp("home")
-    write_tiny_folder(home / "data" / "tiny")
+    shutil.copytree(tiny_data, home / "data" / "tiny")
     cwd = os.getcwd()
     os.chdir(home)
     try:
@@ -50,8 +48,8 @@ def test_data_path_is_stored_absolute_and_eval_works_from_elsewhere(relative_run
     assert "test accuracy" in capsys.readouterr().out
 
 
-def test_moved_data_is_named_with_its_origin_and_given_with_data(tmp_path, capsys):
-    data, run = write_tiny_folder(tmp_path / "tiny"), tmp_path / "r"
+def test_moved_data_is_named_with_its_origin_and_given_with_data(tmp_path, tiny_data, capsys):
+    data, run = Path(shutil.copytree(tiny_data, tmp_path / "tiny")), tmp_path / "r"
     assert main(["train", "--data", str(data), "--out", str(run), *TINY]) == 0
     moved = data.rename(tmp_path / "moved")
     capsys.readouterr()
@@ -167,9 +165,9 @@ def test_an_imagenet_stem_on_small_images_warns_and_names_the_alternatives():
     assert small_image_warning("resnet18_cifar", 32) is None
 
 
-def test_startup_says_what_happens_and_no_bar_outside_a_terminal(tmp_path):
+def test_startup_says_what_happens_and_no_bar_outside_a_terminal(tmp_path, tiny_data):
     """Through a pipe, as in a log file: start-up lines, one line per epoch, no progress bar."""
-    data = write_tiny_folder(tmp_path / "tiny")
+    data = shutil.copytree(tiny_data, tmp_path / "tiny")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
     result = subprocess.run([sys.executable, "-m", "resnetlab", "train", "--data", str(data), "--model", "resnet18",
                              "--epochs", "2", "--batch-size", "24", "--val-split", "0", "--out", str(tmp_path / "r")],
@@ -206,9 +204,9 @@ def test_plot_draws_every_run_with_markers_where_few_points_and_fits_the_axes(re
     for axes in (error_axes, loss_axes):
         lines = axes.get_lines()
         assert len(lines) == 6 and all(line.get_marker() == "o" for line in lines)
-        assert {text.get_text() for text in axes.get_legend().get_texts()} >= {"r training", "r test",
-                                                                               "short training", "short test"}
-        assert "dashed: training, solid: test" in axes.get_title()
+        legend = {text.get_text() for text in axes.get_legend().get_texts()}
+        assert {"r", "short"} <= legend and legend & {"training error", "training loss"}
+        assert "dashed: training, solid: test" in axes.get_title() and legend & {"test error", "test loss"}
         values = [y for line in lines for y in line.get_ydata()]
         low, high = axes.get_ylim()
         assert low <= min(values) and max(values) <= high and (high - low) < 1.3 * (max(values) - min(values)) + 5

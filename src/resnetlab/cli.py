@@ -122,11 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).add_commands(commands)
+    parser.commands = commands.choices  # name -> the command's parser, for its own usage in error messages
     return parser
 
 
 # Modules that add their subcommands to the parser (each defines `add_commands(subparsers)`).
-COMMAND_MODULES = ["resnetlab.cli_train", "resnetlab.cli_bench", "resnetlab.cli_tools", "resnetlab.cli_experiments"]
+COMMAND_MODULES = ["resnetlab.cli_train", "resnetlab.cli_bench", "resnetlab.cli_tools", "resnetlab.cli_experiments",
+                   "resnetlab.cli_weights"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -135,8 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
     if extras:  # the command's own usage, and the flag that was probably meant
-        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        commands.choices[args.command].error(unrecognized(commands.choices[args.command], extras))
+        command = parser.commands[args.command]
+        command.error(unrecognized(command, extras))
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the command as typed, for the records
     try:
         status = args.func(args)
     except UserError as error:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
+import re
 import shutil
 import sys
 import tomllib
@@ -67,11 +68,6 @@ def data_moved(stored: str, given: str | None) -> bool:
     return given is not None and is_path_source(stored) and not Path(stored).expanduser().exists()
 
 
-def check_epochs_and_iterations(args: argparse.Namespace) -> None:
-    if getattr(args, "epochs", None) is not None and getattr(args, "iterations", None) is not None:
-        raise UserError("give --epochs or --iterations, not both (each replaces the recipe's length)")
-
-
 def check_not_shorter(run_dir: Path, state: dict[str, Any], overrides: dict[str, Any]) -> None:
     """Refuse a length that a stored run has already passed: its weights are past that point and cannot go back."""
     if "epochs" not in overrides and "iterations" not in overrides:
@@ -111,7 +107,7 @@ def no_checkpoint_message(run: Path) -> str | None:
 
 def unrecognized(parser: argparse.ArgumentParser, extras: list[str]) -> str:
     """``unrecognized arguments: --batchsize 64 (did you mean --batch-size?)``."""
-    options = [option for action in parser._actions for option in action.option_strings]
+    options = sorted(set(re.findall(r"(?<![\w-])--?[a-zA-Z][\w-]*", parser.format_help())))
     hints = []
     for extra in extras:
         if extra.startswith("-"):

@@ -4,80 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import tomllib
+import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from resnetlab.cli_config import add_config_flags, add_set_flag, config_overrides, parse_ints
 from resnetlab.errors import UserError
 
-# Flags that set a TrainConfig field directly: flag -> (field, type, help).
-CONFIG_FLAGS: dict[str, tuple[str, type, str]] = {
-    "--model": ("model", str, "model name, e.g. resnet56 (see `resnetlab list`)"),
-    "--data": ("data", str, "PATH (folder or archive), cifar10, cifar100 or synthetic"),
-    "--lr": ("lr", float, "peak learning rate"),
-    "--batch-size": ("batch_size", int, "training batch size"),
-    "--wd": ("weight_decay", float, "SGD-style weight decay"),
-    "--momentum": ("momentum", float, "SGD momentum"),
-    "--optimizer": ("optimizer", str, "sgd, adam or adamw"),
-    "--schedule": ("schedule", str, "step, keras, cosine, onecycle or constant"),
-    "--label-smoothing": ("label_smoothing", float, "label smoothing of the cross-entropy"),
-    "--val-split": ("val_split", int, "training images held out for validation (0: none)"),
-    "--augmentation": ("augmentation", str, "crop_flip, keras or none"),
-    "--normalization": ("normalization", str, "pixel_mean, channel or none"),
-    "--shortcut": ("shortcut", str, "shortcut option A, B or C"),
-    "--image-size": ("image_size", int, "side length images are resized to"),
-    "--seed": ("seed", int, "random seed"),
-    "--device": ("device", str, "auto, cpu, cuda or cuda:N"),
-    "--amp": ("amp", str, "auto (bf16 on CUDA), bf16 or off"),
-    "--channels-last": ("channels_last", str, "auto (= on), on or off"),
-    "--cuda-graphs": ("cuda_graphs", str, "auto (on where supported), on or off: replay the step as a CUDA graph"),
-    "--log-every": ("log_every", int, "steps between progress updates"),
-    "--eval-every": ("eval_every", int, "steps between extra history rows inside epochs (0: epoch ends only)"),
-    "--activation-checkpointing": ("activation_checkpointing", int,
-                                   "keep only every K-th block's input and recompute the rest (-1: per stage)"),
-}
-SWITCHES = {"--compile": "compile", "--deterministic": "deterministic", "--sync-bn": "sync_bn",
-            "--strict-size": "strict_image_size", "--wd-exclude-norm-bias": "wd_exclude_norm_bias",
-            "--eval-flip": "eval_flip"}
-FIXED_ON_RESUME = ("model", "shortcut", "zero_init_residual", "data", "image_size", "val_split", "normalization",
-                   "seed", "batch_size")
-
-
-def parse_set(text: str) -> tuple[str, Any]:
-    """``KEY=VALUE`` with VALUE read as TOML (``lr=0.05``, ``milestones=[0.5, 0.75]``, ``schedule="cosine"``)."""
-    key, sep, value = text.partition("=")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"--set takes KEY=VALUE, got {text!r}")
-    try:
-        return key.strip(), tomllib.loads(f"v = {value}")["v"]
-    except tomllib.TOMLDecodeError:
-        return key.strip(), value  # a bare word is a string
-
-
-def parse_ints(text: str) -> list[int]:
-    """``0,1,2`` -> ``[0, 1, 2]`` (seeds, depths)."""
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one integer")
-    return values
-
-
-def collect_overrides(args: argparse.Namespace, flags: dict[str, tuple[str, type, str]] = CONFIG_FLAGS,
-                      switches: dict[str, str] = SWITCHES) -> dict[str, Any]:
-    """Only what the user typed: on resume these, and nothing else, change the stored config."""
-    given = vars(args)
-    overrides = {name: given[name] for name, *_ in flags.values() if given.get(name) is not None}
-    overrides.update({name: True for name in switches.values() if given.get(name)})
-    if args.epochs is not None:
-        overrides.update(epochs=args.epochs, iterations=0)
-    if args.iterations is not None:
-        overrides.update(iterations=args.iterations, epochs=0)
-    for key, value in args.set or []:
-        overrides[key] = value
-    return overrides
+if TYPE_CHECKING:
+    from resnetlab.train.precision import Precision
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -87,8 +22,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     from resnetlab.train.loop import fit
     from resnetlab.train.seeds import fit_seeds
 
-    checks.check_epochs_and_iterations(args)
-    overrides = collect_overrides(args)
+    overrides = config_overrides(args)
     if "data" in overrides:
         overrides["data"] = checks.absolute_data(overrides["data"])
     run_dir = Path(args.resume or args.out or f"runs/{overrides.get('model', args.recipe)}-{args.recipe}")
@@ -100,15 +34,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         raise UserError(f"{run_dir} already holds a run; choose another --out or drop --no-resume to continue it")
     stored = load_latest(run_dir, report=lambda _: None) if list_checkpoints(run_dir) else None  # fit reports
     if stored is not None:
-        stored_config = stored.state["config"]
-        for key in FIXED_ON_RESUME:
-            if key == "data" and checks.data_moved(stored_config["data"], overrides.get("data")):
-                continue
-            if key in overrides and overrides[key] != stored_config[key]:
-                raise UserError(f"cannot change {key} of an existing run ({run_dir} has "
-                                f"{stored_config[key]!r}); use another --out")
         if "data" not in overrides:
-            checks.check_stored_data(stored_config["data"], run_dir)
+            checks.check_stored_data(stored.state["config"]["data"], run_dir)
         checks.check_not_shorter(run_dir, stored.state, overrides)
     config = resolve_config(args.recipe, args.config, overrides)
     if stored is None:  # recorded absolute, so that eval and resume work from any directory
@@ -128,31 +55,56 @@ def cmd_train(args: argparse.Namespace) -> None:
           + f", {results['wall_seconds']:.0f} s")
 
 
+def chosen_precision(requested: str, device: Any) -> Precision:
+    """The precision ``--amp`` gives on ``device`` (train/precision.py)."""
+    from resnetlab.train.precision import choose_precision
+
+    return choose_precision(requested, device)
+
+
+def say_precision(precision: Precision) -> None:
+    """On stderr, so that --json output stays clean; once the command has succeeded, so that a refusal stays one
+    line."""
+    print(precision.line(), file=sys.stderr)
+
+
 def cmd_eval(args: argparse.Namespace) -> None:
     from resnetlab import cli_checks as checks
     from resnetlab.train.environment import pick_device
     from resnetlab.train.inference import evaluate_checkpoint, load_trained, run_config
 
     device = pick_device(args.device)
+    precision = chosen_precision(args.amp, device)
     trained = load_trained(args.checkpoint, device, fold_bn=True)
+    published = trained.metadata.get("published")
     data = checks.absolute_data(args.data)
     if data is None:
         data = trained.metadata.get("data") or None
+        if published and not (data and Path(data).exists()) and data not in ("cifar10", "cifar100"):
+            raise UserError(f"{args.checkpoint} was trained and measured on {published['data']}; give that data "
+                            "with --data PATH")
         checks.check_stored_data(data or "", Path(args.checkpoint))
     val_split, seed = 0, 0
     if args.split != "test":  # the run's validation split, chosen as training chose it
         stored = run_config(trained.source)
         val_split, seed = int(stored.get("val_split", 0)), int(stored.get("seed", 0))
-    result = evaluate_checkpoint(trained, data, args.split, device, val_split=val_split, seed=seed)
+    result = evaluate_checkpoint(trained, data, args.split, device, amp=precision.bf16, val_split=val_split,
+                                 seed=seed)
     report = {"checkpoint": str(trained.source), "split": args.split, "images": result.count,
               "accuracy": result.accuracy, "error": result.error, "loss": result.loss,
               "per_class_accuracy": dict(zip(trained.classes, result.per_class_accuracy())),
               "confusion_matrix": result.confusion.tolist(), "classes": trained.classes}
+    if published:
+        report["recorded"] = {key: published.get(key) for key in ("test_acc", "test_images", "eval_device", "data")}
+    say_precision(precision)
     if args.json:
         print(json.dumps(report, indent=2))
         return
     print(f"{trained.source}: {args.split} accuracy {100 * result.accuracy:.2f}% "
           f"(error {100 * result.error:.2f}%), loss {result.loss:.4f}, {result.count} images")
+    if published and args.split == "test":
+        print(f"recorded when published: {100 * published['test_acc']:.2f}% on {published['test_images']} images "
+              f"({published['eval_device']}); data: {published['data']}")
     width = max(len(name) for name in trained.classes)
     print("\nper-class accuracy:")
     for name, accuracy in report["per_class_accuracy"].items():
@@ -166,7 +118,10 @@ def cmd_eval(args: argparse.Namespace) -> None:
 def cmd_predict(args: argparse.Namespace) -> None:
     from resnetlab.train.inference import load_trained, predict_files
 
-    predictions = predict_files(load_trained(args.checkpoint, fold_bn=True), args.images, args.top_k)
+    precision = chosen_precision(args.amp, "cpu")
+    predictions = predict_files(load_trained(args.checkpoint, fold_bn=True), args.images, args.top_k,
+                                amp=precision.bf16)
+    say_precision(precision)
     if args.json:
         print(json.dumps(predictions, indent=2))
         return
@@ -194,31 +149,29 @@ def cmd_recipes(args: argparse.Namespace) -> None:
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
-    train = commands.add_parser("train", help="train a model (resumes an existing run directory)")
+    train = commands.add_parser("train", help="train a model (resumes an existing run directory)",
+                                usage="%(prog)s [--recipe NAME] [--config FILE] [--out DIR | --resume DIR] "
+                                      "[--seeds S,...] [--set KEY=VALUE] [config flags, see below]")
     train.add_argument("--recipe", default="paper", help="paper, cpu, fast or keras (see `resnetlab recipes`)")
     train.add_argument("--config", help="TOML file of config values, applied over the recipe")
     train.add_argument("--out", help="run directory (default runs/<model>-<recipe>)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue this run with its stored config")
     train.add_argument("--no-resume", action="store_true", help="refuse to continue an existing run directory")
-    train.add_argument("--epochs", type=int, help="train for this many epochs (replaces the recipe's length)")
-    train.add_argument("--iterations", type=int, help="train for this many steps (replaces the recipe's length)")
     train.add_argument("--seeds", type=parse_ints, help="several runs, e.g. 0,1,2: writes mean +- std")
-    train.add_argument("--set", type=parse_set, action="append", metavar="KEY=VALUE",
-                       help="any config field, e.g. --set milestones=[0.5,0.75] (repeatable)")
+    add_set_flag(train)
     train.add_argument("--quiet", action="store_true", help="no progress bar")
-    for flag, (name, kind, text) in CONFIG_FLAGS.items():
-        train.add_argument(flag, dest=name, type=kind, help=text)
-    for flag, name in SWITCHES.items():
-        train.add_argument(flag, dest=name, action="store_true", default=None)
+    add_config_flags(train)
     train.set_defaults(func=cmd_train)
 
     evaluation = commands.add_parser("eval", help="accuracy, loss, per-class accuracy, confusion matrix")
     evaluation.add_argument("checkpoint", help="run directory (its best, else last checkpoint), checkpoint "
-                                               "directory or model.safetensors")
+                                               "directory, model.safetensors, or published weights (resnet56.cifar10)")
     evaluation.add_argument("--data", help="dataset (default: the one the model was trained on)")
     evaluation.add_argument("--split", choices=["test", "val", "train"], default="test",
                             help="test (default); val: the run's validation split; train: the rest")
     evaluation.add_argument("--device", default="auto")
+    evaluation.add_argument("--amp", choices=["auto", "bf16", "off"], default="auto",
+                            help="auto: bf16 autocast where the device computes bf16 natively, else fp32")
     evaluation.add_argument("--json", action="store_true")
     evaluation.set_defaults(func=cmd_eval)
 
@@ -226,6 +179,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("checkpoint")
     predict.add_argument("images", nargs="+", help="image files of any size (resized to the model's input)")
     predict.add_argument("--top-k", type=int, default=3)
+    predict.add_argument("--amp", choices=["auto", "bf16", "off"], default="auto",
+                         help="auto: bf16 autocast where the device computes bf16 natively, else fp32")
     predict.add_argument("--json", action="store_true")
     predict.set_defaults(func=cmd_predict)
 

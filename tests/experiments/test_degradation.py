@@ -137,7 +137,7 @@ def test_bad_depth_is_a_one_line_error(tiny_data, tmp_path, capsys):
 
 
 def test_error_axis_fits_the_curves_instead_of_0_to_100():
-    from resnetlab.experiments.figures import error_limits
+    from resnetlab.plots import error_limits
 
     low, high = error_limits(60.0, 90.0, longest=250)
     assert 57 < low < 60 and 90 < high < 93

@@ -25,6 +25,21 @@ def mix_seed(*values: int) -> int:
     return (int(words[0]) << 31) ^ int(words[1])
 
 
+def rank_indices(n: int, epoch: int, *, seed: int, shuffle: bool, per_rank: int, rank: int, world_size: int,
+                 count: int) -> torch.Tensor:
+    """The first `count` of this rank's `per_rank` indices into `n` images for `epoch`, DistributedSampler-style:
+    one global permutation drawn from (seed, epoch), wrapped around when the ranks need more than `n`, and
+    rank r taking positions r, r + world_size, ..."""
+    if shuffle:
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(mix_seed(seed, epoch)))
+    else:
+        order = torch.arange(n)
+    total = per_rank * world_size
+    if total > n:  # no drop_last: wrap around so that every rank gets per_rank indices
+        order = order.repeat(math.ceil(total / n))
+    return order[:total][rank::world_size][:count]
+
+
 class DeviceLoader:
     """The whole split lives on the device as uint8 NCHW; each batch is gathered, normalized and augmented there.
 
@@ -83,17 +98,8 @@ class DeviceLoader:
 
     def indices(self, epoch: int) -> torch.Tensor:
         """This rank's image indices for `epoch`, in batch order (on the CPU)."""
-        n = len(self.labels)
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(mix_seed(self.seed, epoch))
-            order = torch.randperm(n, generator=generator)
-        else:
-            order = torch.arange(n)
-        total = self.per_rank * self.world_size
-        if total > n:  # no drop_last: wrap around so that every rank gets per_rank indices
-            order = order.repeat(math.ceil(total / n))
-        order = order[:total][self.rank :: self.world_size]
-        return order[: self.num_batches * self.batch_size]
+        return rank_indices(len(self.labels), epoch, seed=self.seed, shuffle=self.shuffle, per_rank=self.per_rank,
+                            rank=self.rank, world_size=self.world_size, count=self.num_batches * self.batch_size)
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield (x float32 (B, 3, H, W), y int64 (B,)) on the device for batches start_batch.. of `epoch`."""

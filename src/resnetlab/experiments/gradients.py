@@ -22,7 +22,7 @@ from torch import nn
 from resnetlab.errors import UserError
 from resnetlab.experiments.records import check_rerun, data_text, display_name, write_experiment
 from resnetlab.models import create_model, model_info
-from resnetlab.train.history import write_json
+from resnetlab.files import write_json
 from resnetlab.train.loop import Log, model_depth
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

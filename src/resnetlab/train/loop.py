@@ -8,6 +8,8 @@ window of per-step losses is read back (which also finds the exact step of a non
 
 from __future__ import annotations
 
+import shlex
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -26,15 +28,17 @@ from resnetlab.models import create_model, model_info
 from resnetlab.train import distributed
 from resnetlab.train.announce import EtaClock, startup_lines
 from resnetlab.train.checkpoint import clean_temporary, list_checkpoints, load_latest, save_checkpoint
-from resnetlab.train.config import TrainConfig, apply_overrides, to_toml
+from resnetlab.train.config import TrainConfig, resume_config, to_toml
 from resnetlab.train.distributed import Distributed
 from resnetlab.train.environment import (describe_environment, keep_freed_memory_for_reuse, pick_device,
                                          seed_everything)
 from resnetlab.train.evaluate import evaluate
 from resnetlab.train.graphs import graphed_if_supported
-from resnetlab.train.history import TensorBoardMirror, atomic_write_text, format_row, write_history, write_json
+from resnetlab.files import atomic_write_text, write_json
+from resnetlab.train.history import TensorBoardMirror, format_row, write_history
 from resnetlab.train.lock import run_lock
 from resnetlab.train.optim import build_optimizer, current_lr, portable_state_dict, set_lr
+from resnetlab.train.precision import choose_precision
 from resnetlab.train.schedule import PlateauState, WarmupState, effective_lr
 from resnetlab.train.step import LossWindow, NonFiniteLoss, StepFn, TrainingStopped, build_train_step, stop_requests
 
@@ -115,7 +119,7 @@ def setup(config: TrainConfig, run_dir: Path, resume: bool, overrides: dict[str,
     if resume and checkpoint is None and list_checkpoints(run_dir):
         raise CheckpointError(f"{run_dir}: no loadable checkpoint (all are corrupt); move them away to start anew")
     if checkpoint is not None:
-        config = apply_overrides(TrainConfig(**checkpoint.state["config"]), overrides, log)
+        config = resume_config(checkpoint.state["config"], overrides, log, run_dir)
         log(f"resuming {run_dir} from step {checkpoint.step} ({checkpoint.path.name})")
     config.validate()
     model_info(config.model)  # an unknown name or impossible depth fails before any data is loaded
@@ -129,7 +133,8 @@ def setup(config: TrainConfig, run_dir: Path, resume: bool, overrides: dict[str,
     seed_everything(config.seed, config.deterministic)
     if device.type == "cpu":
         keep_freed_memory_for_reuse()
-    amp = config.amp == "bf16" or (config.amp == "auto" and device.type == "cuda")
+    precision = choose_precision(config.amp, device)  # train/precision.py: bf16 only where it is native
+    log(precision.line())
     # channels_last is faster on both: measured here 320 vs 251 img/s training ResNet-20 on 2 CPU cores (oneDNN)
     channels_last = config.channels_last != "off"
 
@@ -169,13 +174,14 @@ def setup(config: TrainConfig, run_dir: Path, resume: bool, overrides: dict[str,
     elif dist_info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.toml", to_toml(config.to_dict()))
-        write_json(run_dir / "environment.json", {**describe_environment(device), "seed": config.seed,
+        write_json(run_dir / "environment.json", {**describe_environment(device), "command": shlex.join(sys.argv),
+                                                  "seed": config.seed, "precision": precision.to_dict(),
                                                   "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     train_model = torch.compile(model) if config.compile else model
     if dist_info.enabled:
         train_model = nn.parallel.DistributedDataParallel(
             train_model, device_ids=[device.index] if device.type == "cuda" else None)
-    return Session(config, run_dir, device, amp, model, train_model, optimizer, normalizer, dataset.classes,
+    return Session(config, run_dir, device, precision.bf16, model, train_model, optimizer, normalizer, dataset.classes,
                    train_loader, eval_loaders, progress, warmup, plateau, log if dist_info.is_main else _silent,
                    dist_info, TensorBoardMirror(run_dir, progress.step) if config.tensorboard and dist_info.is_main
                    else None)
