@@ -46,6 +46,6 @@ status=0
 if [ "$status" -eq 130 ]; then
     echo "quickstart: stopped; run 'bash scripts/quickstart.sh $*' again to continue where it stopped." >&2
 elif [ "$status" -eq 0 ]; then
-    echo "quickstart: next: .venv/bin/resnetlab eval $out   |   .venv/bin/resnetlab plot $out -o $out/curves.png"
+    echo "quickstart: next: .venv/bin/resnetlab eval $out --flip   |   .venv/bin/resnetlab plot $out -o $out/curves.png"
 fi
 exit "$status"

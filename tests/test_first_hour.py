@@ -1,6 +1,7 @@
 """A user's first hour: each mistake of issue #14, made through the CLI as a user makes it, gets one line with
 the way forward (exit 2), and each suggested command works as printed."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -156,6 +157,15 @@ def test_eval_split_val_counts_the_runs_held_out_images(relative_run, capsys):
     assert main(["eval", str(relative_run / "runs" / "r"), "--split", "val"]) == 0
     first = capsys.readouterr().out.splitlines()[0]
     assert "val accuracy" in first and first.endswith(", 12 images")
+    assert main(["eval", str(relative_run / "runs" / "r"), "--split", "train", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["images"] == 72 - 12
+
+
+def test_eval_flip_reports_test_time_augmentation_beside_the_plain_accuracy(relative_run, capsys):
+    capsys.readouterr()
+    assert main(["eval", str(relative_run / "runs" / "r"), "--flip"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert "test accuracy" in first and "; with flip test-time augmentation " in first
 
 
 def test_an_imagenet_stem_on_small_images_warns_and_names_the_alternatives():

@@ -89,11 +89,13 @@ def cmd_eval(args: argparse.Namespace) -> None:
         stored = run_config(trained.source)
         val_split, seed = int(stored.get("val_split", 0)), int(stored.get("seed", 0))
     result = evaluate_checkpoint(trained, data, args.split, device, amp=precision.bf16, val_split=val_split,
-                                 seed=seed)
+                                 seed=seed, flip=args.flip)
     report = {"checkpoint": str(trained.source), "split": args.split, "images": result.count,
               "accuracy": result.accuracy, "error": result.error, "loss": result.loss,
               "per_class_accuracy": dict(zip(trained.classes, result.per_class_accuracy())),
               "confusion_matrix": result.confusion.tolist(), "classes": trained.classes}
+    if result.flip_accuracy is not None:
+        report["flip_accuracy"] = result.flip_accuracy
     if published:
         report["recorded"] = {key: published.get(key) for key in ("test_acc", "test_images", "eval_device", "data")}
     say_precision(precision)
@@ -101,7 +103,9 @@ def cmd_eval(args: argparse.Namespace) -> None:
         print(json.dumps(report, indent=2))
         return
     print(f"{trained.source}: {args.split} accuracy {100 * result.accuracy:.2f}% "
-          f"(error {100 * result.error:.2f}%), loss {result.loss:.4f}, {result.count} images")
+          f"(error {100 * result.error:.2f}%), loss {result.loss:.4f}, {result.count} images"
+          + (f"; with flip test-time augmentation {100 * result.flip_accuracy:.2f}%"
+             if result.flip_accuracy is not None else ""))
     if published and args.split == "test":
         print(f"recorded when published: {100 * published['test_acc']:.2f}% on {published['test_images']} images "
               f"({published['eval_device']}); data: {published['data']}")
@@ -172,6 +176,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     evaluation.add_argument("--device", default="auto")
     evaluation.add_argument("--amp", choices=["auto", "bf16", "off"], default="auto",
                             help="auto: bf16 autocast where the device computes bf16 natively, else fp32")
+    evaluation.add_argument("--flip", action="store_true",
+                            help="also the accuracy with left-right flip test-time augmentation")
     evaluation.add_argument("--json", action="store_true")
     evaluation.set_defaults(func=cmd_eval)
 

@@ -62,7 +62,7 @@ def load_trained(path: str | Path, device: torch.device | str = "cpu", fold_bn: 
 
 def evaluate_checkpoint(trained: TrainedModel, data: str | None, split: str = "test",
                         device: torch.device | str = "cpu", batch_size: int = 500, amp: bool = False,
-                        val_split: int = 0, seed: int = 0) -> Evaluation:
+                        val_split: int = 0, seed: int = 0, flip: bool = False) -> Evaluation:
     """Accuracy, loss and confusion matrix of ``split`` ("test", "train" or "val") of a dataset; ``amp``: bf16
     autocast (``precision.choose_precision`` decides it). "val" is the run's held-out part of the training set:
     ``val_split`` images chosen with ``seed``, as training chose them; "train" is the rest."""
@@ -74,7 +74,7 @@ def evaluate_checkpoint(trained: TrainedModel, data: str | None, split: str = "t
         raise DataError("this run has no validation split (val_split = 0): evaluate --split test or train")
     loader = DeviceLoader(arrays, batch_size, device=device, normalizer=trained.normalizer, shuffle=False,
                           drop_last=False, channels_last=True)
-    return evaluate(trained.model, loader.epoch(0), len(trained.classes), torch.device(device), amp)
+    return evaluate(trained.model, loader.epoch(0), len(trained.classes), torch.device(device), amp, flip=flip)
 
 
 def run_config(source: Path) -> dict[str, Any]:
