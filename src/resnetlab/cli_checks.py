@@ -1,5 +1,5 @@
 """Checks and messages of the training-side commands that give a user the way forward: where a run's data
-went, a run shorter than what it already trained, the command that resumes, a run with no checkpoint yet."""
+went, a run shorter than what it already trained, the command that resumes, the flag that was meant."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import argparse
 import difflib
 import os
 import re
+import shlex
 import shutil
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +23,14 @@ def command_prefix() -> str:
     program = sys.argv[0] if sys.argv else ""
     if Path(program).name == "resnetlab":
         on_path = shutil.which("resnetlab")
-        if on_path and Path(on_path).resolve() == Path(program).resolve():
+        if on_path and os.path.abspath(on_path) == os.path.abspath(program):
             return "resnetlab"
-        return program
-    python = sys.executable
+        return shlex.quote(program)
+    python = sys.executable  # compared unresolved: a virtual environment's python is a link to another one
     on_path = shutil.which("python")
-    if on_path and Path(on_path).resolve() == Path(python).resolve():
+    if on_path and os.path.abspath(on_path) == os.path.abspath(python):
         python = "python"
-    return f"{python} -m resnetlab"
+    return f"{shlex.quote(python)} -m resnetlab"
 
 
 def pasteable(message: str) -> str:
@@ -63,11 +63,6 @@ def check_stored_data(data: str, run: Path) -> None:
                         "moved, give its new place with --data PATH")
 
 
-def data_moved(stored: str, given: str | None) -> bool:
-    """Whether ``--data`` on a resumed run replaces a stored path that no longer exists (the data was moved)."""
-    return given is not None and is_path_source(stored) and not Path(stored).expanduser().exists()
-
-
 def check_not_shorter(run_dir: Path, state: dict[str, Any], overrides: dict[str, Any]) -> None:
     """Refuse a length that a stored run has already passed: its weights are past that point and cannot go back."""
     if "epochs" not in overrides and "iterations" not in overrides:
@@ -89,20 +84,6 @@ def check_not_shorter(run_dir: Path, state: dict[str, Any], overrides: dict[str,
 def check_resume_folder(path: Path) -> None:
     if not path.exists():
         raise UserError(f"--resume {path}: no such folder (give a run directory, e.g. runs/resnet20-cpu)")
-
-
-def no_checkpoint_message(run: Path) -> str | None:
-    """For a run directory that has no checkpoint yet: when the first one is written."""
-    config = run / "config.toml"
-    if not config.is_file():
-        return None
-    try:
-        every = int(tomllib.loads(config.read_text()).get("checkpoint_every", 1))
-    except (OSError, tomllib.TOMLDecodeError, ValueError):
-        every = 1
-    when = "the end of its first epoch" if every <= 1 else f"the end of epoch {every}"
-    return (f"{run} has no checkpoint yet: a run writes its first at {when} (and on Ctrl-C); "
-            "try again once it has")
 
 
 def unrecognized(parser: argparse.ArgumentParser, extras: list[str]) -> str:
