@@ -49,10 +49,10 @@ from resnetlab.experiments.degradation import degradation_comparison, run_degrad
 from resnetlab.experiments.report import build_report
 from resnetlab.experiments.responses import run_responses
 from resnetlab.experiments.sweep import RunSpec, SweepStopped, is_done, run_sweep
+from resnetlab.files import write_json
 from resnetlab.models import create_model, model_info
 from resnetlab.train.checkpoint import list_checkpoints
 from resnetlab.train.config import TrainConfig, resolve_config
-from resnetlab.train.history import write_json
 
 MiB = 2**20
 FILE_LIMIT, FILES, TOTAL_LIMIT = 16 * MiB, 8, 64 * MiB  # what may come back from one slice

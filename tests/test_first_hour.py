@@ -168,28 +168,30 @@ def test_eval_flip_reports_test_time_augmentation_beside_the_plain_accuracy(rela
     assert "test accuracy" in first and "; with flip test-time augmentation " in first
 
 
-def test_an_imagenet_stem_on_small_images_warns_and_names_the_alternatives():
-    warning = small_image_warning("resnet18", 32)
+def test_an_imagenet_stem_on_small_images_warns_and_names_the_alternatives(tiny_data, tmp_path, capsys):
+    assert main(["train", "--data", str(tiny_data), "--model", "resnet18", "--iterations", "1", "--batch-size", "8",
+                 "--val-split", "0", "--out", str(tmp_path / "r"), "--quiet"]) == 0  # a warning, not a refusal
+    warning = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("warning: resnet18"))
+    assert "ImageNet stem" in warning and "32x32" in warning and "1x1 feature maps" in warning
     assert "resnet18_cifar" in warning and "resnet20" in warning and "Training goes on" in warning
     assert small_image_warning("resnet18", 224) is None and small_image_warning("resnet20", 32) is None
-    assert small_image_warning("resnet18_cifar", 32) is None
+    assert small_image_warning("resnet18_cifar", 32) is None and "2x2" in small_image_warning("resnet50", 48)
 
 
 def test_startup_says_what_happens_and_no_bar_outside_a_terminal(tmp_path, tiny_data):
     """Through a pipe, as in a log file: start-up lines, one line per epoch, no progress bar."""
     data = shutil.copytree(tiny_data, tmp_path / "tiny")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
-    result = subprocess.run([sys.executable, "-m", "resnetlab", "train", "--data", str(data), "--model", "resnet18",
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src"), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "resnetlab", "train", "--data", str(data), "--model", "resnet8",
                              "--epochs", "2", "--batch-size", "24", "--val-split", "0", "--out", str(tmp_path / "r")],
                             capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr
     out = result.stdout + result.stderr
     assert "\r" not in out and "it/s" not in out
     assert "first load: reading and decoding" in out and "decoded" in out and "cached in" in out
-    assert "model: resnet18, 11,178,051 parameters, 3 classes" in out
+    assert "model: resnet8, 74,835 parameters, 3 classes" in out
     assert "device: cpu (" in out and "fp32" in out
     assert "length: 6 steps of batch 24 = 2 epochs (3 steps each)" in out
-    assert "warning: resnet18 has the ImageNet stem" in out and "resnet18_cifar" in out
     assert [line.split(" |")[0] for line in out.splitlines() if line.startswith("epoch ")] == ["epoch 1/2",
                                                                                            "epoch 2/2"]
 
