@@ -19,7 +19,7 @@ from pathlib import Path
 
 from resnetlab.train.config import resolve_config
 from resnetlab.train.evaluate import evaluate
-from resnetlab.train.loop import make_train_step, setup
+from resnetlab.train.loop import close_run, start_run
 from resnetlab.train.precision import cpu_facts
 
 
@@ -29,8 +29,8 @@ def run(amp: str, args: argparse.Namespace, folder: Path) -> dict:
     if args.val_split is not None:
         overrides["val_split"] = args.val_split
     config = resolve_config(args.recipe, overrides=overrides)
-    session = setup(config, folder / amp, resume=False, overrides={}, log=print)
-    step = make_train_step(session)
+    session = start_run(config, folder / amp, resume=False, log=print, show_progress=False)
+    step = session.step_fn
     losses: list[float] = []
     start = time.perf_counter()
     epoch = 0
@@ -44,6 +44,7 @@ def run(amp: str, args: argparse.Namespace, folder: Path) -> dict:
     seconds = time.perf_counter() - start
     test = evaluate(session.model, session.eval_loaders["test"].epoch(0), len(session.classes), session.device,
                     session.amp)
+    close_run(session)
     return {"amp": amp, "bf16": session.amp, "losses": losses, "test_acc": test.accuracy, "test_loss": test.loss,
             "train_images_per_sec": len(losses) * config.batch_size / seconds}
 

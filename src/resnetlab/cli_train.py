@@ -42,7 +42,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         config.data = checks.absolute_data(config.data) or checks.default_data()
     show = False if args.quiet else None
     if args.seeds:
-        summary = fit_seeds(config, run_dir, args.seeds, show_progress=show, overrides=overrides)
+        summary = fit_seeds(config, run_dir, args.seeds, show_progress=show, overrides=overrides,
+                            concurrent=args.concurrent)
         print(f"summary: {run_dir / 'summary.md'}")
         for key in ("final_test_acc", "selected_test_acc"):
             if summary[key]["n"]:
@@ -163,6 +164,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--no-resume", action="store_true", help="refuse to continue an existing run directory")
     train.add_argument("--seeds", type=parse_ints, help="several runs, e.g. 0,1,2: writes mean +- std")
     add_set_flag(train)
+    train.add_argument("--concurrent", default="auto", metavar="auto|N",
+                       help="with --seeds: seeds trained side by side in one process (auto: all on CUDA, one "
+                            "after another on a CPU)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_flags(train)
     train.set_defaults(func=cmd_train)
@@ -183,7 +187,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
     predict = commands.add_parser("predict", help="top-k classes of image files")
     predict.add_argument("checkpoint")
-    predict.add_argument("images", nargs="+", help="image files of any size (resized to the model's input)")
+    predict.add_argument("images", nargs="+", help="image files of any size (prepared as the run's evaluation was)")
     predict.add_argument("--top-k", type=int, default=3)
     predict.add_argument("--amp", choices=["auto", "bf16", "off"], default="auto",
                          help="auto: bf16 autocast where the device computes bf16 natively, else fp32")
