@@ -134,6 +134,8 @@ COMMAND_MODULES = ["resnetlab.cli_train", "resnetlab.cli_bench", "resnetlab.cli_
 def main(argv: Sequence[str] | None = None) -> int:
     from resnetlab.cli_checks import pasteable, unrecognized
 
+    if hasattr(sys.stdout, "reconfigure"):  # one line at a time into pipes and log files too, as on a terminal
+        sys.stdout.reconfigure(line_buffering=True)
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
     if extras:  # the command's own usage, and the flag that was probably meant
