@@ -22,7 +22,7 @@ longer needs it. The first slice measures the baseline of the concurrency ratio 
 graphed training step and evaluation pass alone (``plan.json``: ``baseline``, ``waves``).
 
     PYTHONPATH=src python benchmarks/evidence_plan.py --data cifar10-jpeg.tar.xz --state STATE --out OUT
-    PYTHONPATH=src python benchmarks/evidence_plan.py --smoke --out /tmp/s1            # tiny, on a CPU, seconds
+    PYTHONPATH=src python benchmarks/evidence_plan.py --smoke --out /tmp/s1            # tiny: seconds, any device
     PYTHONPATH=src python benchmarks/evidence_plan.py --smoke --state /tmp/s1 --out /tmp/s2   # the next slice
 """
 
@@ -53,11 +53,12 @@ from resnetlab.files import write_json
 from resnetlab.models import create_model, model_info
 from resnetlab.train.checkpoint import list_checkpoints
 from resnetlab.train.config import TrainConfig, resolve_config
+from resnetlab.train.loop import NonFiniteLoss
 
 MiB = 2**20
 FILE_LIMIT, FILES, TOTAL_LIMIT = 16 * MiB, 8, 64 * MiB  # what may come back from one slice
 PART = 15 * MiB  # a tar file's contents at most (the tar headers need a little room)
-STATE_BUDGET = 30 * MiB  # the packed state: 64 MiB travel in all, with the 18 MiB data and the repository
+STATE_BUDGET = 38 * MiB  # the packed state: 64 MiB travel in all, with the 18 MiB data and the ~4 MiB repository
 RESERVE = 50.0  # seconds kept at the end of a slice: stop every run, publish, write results, pack
 JPEG_NOTE = ("CIFAR-10, the JPEG copy (all 60,000 images as JPEG quality 75, so pixels differ slightly from the "
              "official release)")
@@ -73,6 +74,7 @@ class Stage:
     specs: list[RunSpec]
     write: Callable[[Path, TrainConfig, dict, Log], object]
     needs: list[str] = field(default_factory=list)  # runs of other stages it reads (Figure 7)
+    alone: bool = False  # its runs train in waves of their own: the tutorial's figure, whose wall time is a goal
 
 
 def plan_stages(smoke: bool) -> list[Stage]:
@@ -127,7 +129,8 @@ def plan_stages(smoke: bool) -> list[Stage]:
         return run_responses(runs, exp_dir, images=64 if smoke else 1000, arguments=arguments, log=log)
 
     return [
-        Stage("fig6", degradation_comparison(fig6, [0], resolve_config("paper")).specs, degradation(fig6, [0])),
+        Stage("fig6", degradation_comparison(fig6, [0], resolve_config("paper")).specs, degradation(fig6, [0]),
+              alone=True),
         Stage("table6", degradation_comparison(table6, [0], resolve_config("paper")).specs, degradation(table6, [0])),
         Stage("fig7", [], write_fig7, needs=[f"{name}-seed0" for name in dict.fromkeys(fig7_runs)]),
         Stage("im", im_specs, write_im),
@@ -160,6 +163,7 @@ class Slice:
         self.record["slices"].append({"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "budget": budget})
         self.out_of_time = threading.Event()
         self.test_images = 10_000
+        self.failed: set[str] = set()  # runs whose loss became non-finite in this slice: not retried in it
 
     def log(self, message: str) -> None:
         line = f"[{time.perf_counter() - self.started:6.1f}s] {message}"
@@ -198,7 +202,8 @@ def measure_baseline(s: Slice, models: list[str], device: torch.device, smoke: b
     rows = {}
     for model in models:
         train = bench_train(model, 128 if not smoke else 16, device, steps=steps, warmup=warmup,
-                            config=dataclasses.replace(bench_config(device), cuda_graphs=graphs, augmentation="crop_flip"))
+                            config=dataclasses.replace(bench_config(device), cuda_graphs=graphs,
+                                                       augmentation="crop_flip"))
         infer = bench_inference(model, 500 if not smoke else 16, device, steps=max(2, steps // 10), warmup=warmup,
                                 config=bench_config(device), fold_bn=False)
         rows[model] = {"train_images_per_sec": train.images_per_sec, "eval_images_per_sec": infer.images_per_sec,
@@ -236,10 +241,13 @@ def train_wave(s: Slice, base: TrainConfig, wave: list[RunSpec]) -> bool:
     s.log(f"wave: {', '.join(spec.name for spec in wave)} ({s.left():.0f}s left)")
     stopped = False
     try:
-        run_sweep(s.work, base, wave, log=s.log, show_progress=False)
+        run_sweep(s.work, base, wave, log=s.log, show_progress=False, concurrent=len(wave))
     except SweepStopped as stop:
         s.log(f"slice time is up: {stop}")
         stopped = True
+    except NonFiniteLoss as error:  # that run stopped alone; the others of the wave trained on
+        s.log(f"a run failed: {error}")
+        s.failed.update(spec.name for spec in wave if not is_done(run_dir(s.work, spec), spec.config(base)))
     wall = time.perf_counter() - started
     runs = []
     for spec in wave:
@@ -259,7 +267,7 @@ def train_wave(s: Slice, base: TrainConfig, wave: list[RunSpec]) -> bool:
 def choose_wave(pending: list[RunSpec], kept: int, limit: int) -> list[RunSpec]:
     """The next runs in plan order whose checkpoints fit the state budget beside what is kept (one at least)."""
     wave, used = [], kept
-    for spec in pending:
+    for spec in {spec.name: spec for spec in pending}.values():
         size = state_bytes(spec.model)
         if wave and (used + size > STATE_BUDGET or len(wave) >= limit):
             break
@@ -304,8 +312,8 @@ def pack(s: Slice, out: Path, base: TrainConfig, needed: set[str], specs: dict[s
     for path in sorted(s.work.rglob("*")):
         relative = path.relative_to(s.work)
         parts = relative.parts
-        if (path.is_symlink() or path.is_dir() or parts[0] == "weights" or path.name == ".lock"
-                or "tensorboard" in parts):
+        if (path.is_symlink() or path.is_dir() or path.name == ".lock" or "tensorboard" in parts
+                or (parts[0] == "weights" and path.name != "index.json")):  # the index accumulates over slices
             continue
         if parts[0] == "runs" and len(parts) > 4:
             name = parts[1]
@@ -388,7 +396,7 @@ def run_slice(args: argparse.Namespace, log: Log = print) -> int:
         unpack(Path(args.state), work, log)
     work.mkdir(parents=True, exist_ok=True)
     s = Slice(work, args.budget, log)
-    device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # where the runs train (device = auto)
     data = "synthetic" if args.smoke and not args.data else args.data
     base = base_config(data, args.smoke)
     stages = plan_stages(args.smoke)
@@ -420,23 +428,25 @@ def run_slice(args: argparse.Namespace, log: Log = print) -> int:
             s.record["baseline"] = measure_baseline(s, models, device, args.smoke)
             s.save()
         for stage in stages:
-            pending = [spec for spec in stage.specs if not is_done(run_dir(work, spec), spec.config(base))]
-            later = [spec for other in stages[stages.index(stage) + 1:] for spec in other.specs
-                     if not is_done(run_dir(work, spec), spec.config(base)) and spec.name not in
-                     {p.name for p in pending}]
+            def unfinished(candidates: list[RunSpec]) -> list[RunSpec]:
+                return [spec for spec in candidates if spec.name not in s.failed
+                        and not is_done(run_dir(work, spec), spec.config(base))]
+
+            pending = unfinished(stage.specs)
+            later = [] if stage.alone else unfinished([spec for other in stages[stages.index(stage) + 1:]
+                                                       for spec in other.specs])
             while pending and not s.out_of_time.is_set() and s.left() > 0:
                 needed = needed_checkpoints(s, stages, base, specs)
-                wave = choose_wave(list(dict.fromkeys(pending + later)), kept_bytes(s, needed, specs, base),
+                wave = choose_wave(pending + later, kept_bytes(s, needed, specs, base),
                                    args.concurrent or len(specs))
                 finished = train_wave(s, base, wave)
                 publish_finished(s, base, list(specs.values()), data, str(device))
-                pending = [spec for spec in pending if not is_done(run_dir(work, spec), spec.config(base))]
-                later = [spec for spec in later if not is_done(run_dir(work, spec), spec.config(base))]
+                pending, later = unfinished(pending), unfinished(later)
                 if not finished:
                     break
             ready = all(is_done(work / "runs" / name, specs[name].config(base)) if name in specs else False
                         for name in stage.needs)
-            if pending or not ready:
+            if pending or not ready or any(spec.name in s.failed for spec in stage.specs):
                 break
             if stage.name not in s.record["stages_done"]:
                 s.log(f"writing {stage.name}")
@@ -471,7 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--work", default="runs/evidence-plan", help="working folder (default %(default)s)")
     parser.add_argument("--budget", type=float, default=540, help="seconds this slice may take (default 540)")
     parser.add_argument("--concurrent", type=int, default=0, help="at most this many runs at once (0: all)")
-    parser.add_argument("--smoke", action="store_true", help="tiny nets and lengths on the CPU (seconds)")
+    parser.add_argument("--smoke", action="store_true", help="tiny nets and lengths (seconds; on a GPU too)")
     return parser
 
 

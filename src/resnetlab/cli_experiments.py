@@ -50,7 +50,7 @@ def cmd_degradation(args: argparse.Namespace) -> None:
 
     config, arguments = base_config(args)
     show(run_degradation(args.depths, args.seeds, args.out, config, arguments,
-                         show_progress=False if args.quiet else None), Path(args.out))
+                         show_progress=False if args.quiet else None, concurrent=args.concurrent), Path(args.out))
 
 
 def cmd_shortcuts(args: argparse.Namespace) -> None:
@@ -58,7 +58,7 @@ def cmd_shortcuts(args: argparse.Namespace) -> None:
 
     config, arguments = base_config(args)
     show(run_shortcuts(args.depths, args.options, args.seeds, args.out, config, arguments,
-                       show_progress=False if args.quiet else None), Path(args.out))
+                       show_progress=False if args.quiet else None, concurrent=args.concurrent), Path(args.out))
 
 
 def cmd_preact(args: argparse.Namespace) -> None:
@@ -66,7 +66,7 @@ def cmd_preact(args: argparse.Namespace) -> None:
 
     config, arguments = base_config(args)
     show(run_preact(args.depths, args.seeds, args.out, config, arguments,
-                    show_progress=False if args.quiet else None), Path(args.out))
+                    show_progress=False if args.quiet else None, concurrent=args.concurrent), Path(args.out))
 
 
 def cmd_gradients(args: argparse.Namespace) -> None:
@@ -105,6 +105,9 @@ def add_training_flags(parser: argparse.ArgumentParser, kind: str) -> None:
     add_set_flag(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_flags(parser, TRAINING_FIELDS, title="training settings shared by every run (more with --set)")
+    parser.add_argument("--concurrent", default="auto", metavar="auto|N",
+                        help="runs trained side by side in one process: auto = all of them on CUDA, one after "
+                             "another on a CPU (default)")
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:

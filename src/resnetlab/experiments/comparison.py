@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from resnetlab.experiments.figures import Curve, plot_error_panels
-from resnetlab.experiments.records import check_rerun, data_text, length_text, setup_markdown, write_experiment
+from resnetlab.experiments.records import check_rerun, data_text, length_text, setup_rows, write_experiment
+from resnetlab.experiments.render import publish_results
 from resnetlab.experiments.sweep import GroupResult, RunSpec, group_results, run_records, run_sweep
 from resnetlab.experiments.tables import DASH, Table, fixed, plus_minus
 from resnetlab.train.config import TrainConfig
-from resnetlab.files import atomic_write_text
 from resnetlab.train.loop import Log
 
 RESULT_COLUMNS = ["group", "model", "label", "seeds", "train_error_pct", "train_error_std", "test_error_pct",
@@ -23,6 +23,14 @@ MEASUREMENT_NOTE = ("Train error is the error over the last epoch's training bat
                     "while the weights change (as the paper's training curves are); test error is the last epoch's "
                     "evaluation on the whole test set, with no model selection. Errors in %, mean ± sample std "
                     "over seeds where there are several.")
+
+
+# The rule for a verdict: the paper's claims are about its full schedule (DRL section 4.2: 64k iterations). Runs
+# shorter than a tenth of it (6,400 iterations, ~18 epochs of 45k images at batch 128) are still early in
+# training, where the order of the curves can change, so their claims read "too short to judge" (the numbers
+# are still printed) instead of yes / no.
+PAPER_ITERATIONS = 64_000
+JUDGE_MIN_FRACTION = 0.1
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,11 @@ class Verdict:
     right: str
     relation: str
     within_spread: bool = False
+    steps: int | None = None  # the fewest iterations any run of the two groups trained
+
+    @property
+    def too_short(self) -> bool:
+        return self.steps is not None and self.steps < JUDGE_MIN_FRACTION * PAPER_ITERATIONS
 
     @property
     def holds(self) -> bool | None:
@@ -52,6 +65,9 @@ class Verdict:
 
     @property
     def answer(self) -> str:
+        if self.too_short and self.holds is not None:
+            return (f"too short to judge ({self.steps:,} iterations; a verdict needs at least "
+                    f"{JUDGE_MIN_FRACTION * PAPER_ITERATIONS:,.0f}, a tenth of the paper's {PAPER_ITERATIONS:,})")
         return {True: "yes", False: "no", None: "unknown (missing numbers)"}[self.holds]
 
     def line(self) -> str:
@@ -124,7 +140,9 @@ def verdicts(comparison: Comparison, table: Table, groups: dict[str, GroupResult
             widest = max(float(left[f"{claim.split}_error_std"]), float(right[f"{claim.split}_error_std"]))
             spread = 0 < widest and gap <= widest
         text = f"{groups[claim.left].label} {claim.split} error {claim.relation} {groups[claim.right].label}"
-        found.append(Verdict(text, left[key], right[key], claim.relation, spread))
+        steps = [int(run.results["steps"]) for name in (claim.left, claim.right) for run in groups[name].runs
+                 if run.results.get("steps") is not None]
+        found.append(Verdict(text, left[key], right[key], claim.relation, spread, min(steps) if steps else None))
     return found
 
 
@@ -145,7 +163,7 @@ def figure_title(comparison: Comparison, base: TrainConfig, arguments: dict[str,
 
 
 def run_comparison(comparison: Comparison, exp_dir: str | Path, base: TrainConfig, arguments: dict[str, Any], *,
-                   log: Log = print, show_progress: bool | None = None) -> dict[str, Any]:
+                   log: Log = print, show_progress: bool | None = None, concurrent: int | str = 1) -> dict[str, Any]:
     """Train what is missing, then (re)write every result file of the experiment. Returns the paths and rows."""
     exp_dir, started = Path(exp_dir), time.time()
     config = {**base.to_dict(), "model": "per run", "seed": "per run"}
@@ -154,7 +172,8 @@ def run_comparison(comparison: Comparison, exp_dir: str | Path, base: TrainConfi
     common = {"title": comparison.title, "arguments": arguments, "started": started, "config": config}
     write_experiment(exp_dir, comparison.kind, status="running", **common)
     try:
-        outcomes = run_sweep(exp_dir, base, comparison.specs, log=log, show_progress=show_progress)
+        outcomes = run_sweep(exp_dir, base, comparison.specs, log=log, show_progress=show_progress,
+                             concurrent=concurrent)
     except BaseException:
         write_experiment(exp_dir, comparison.kind, status="interrupted", **common)
         raise
@@ -181,15 +200,13 @@ def run_comparison(comparison: Comparison, exp_dir: str | Path, base: TrainConfi
         panels.append((panel_title, curves))
     figure = plot_error_panels(panels, exp_dir / f"{comparison.kind}.png", figure_title(comparison, base, arguments))
 
-    lines = [f"# {comparison.title}", "", *setup_markdown(record, comparison.setup_rows), "## Results", "",
-             table.to_markdown(), "", MEASUREMENT_NOTE, "",
-             f"![{comparison.short_title}: error against iterations]({figure.name})", "",
-             (f"Numbers: [results.csv](results.csv) (this table), [runs.csv](runs.csv) (every run), "
-             f"[{comparison.kind}.csv]({comparison.kind}.csv) (the plotted curves), [verdicts.csv](verdicts.csv)."),
-             "", "## Verdicts", "", *(f"- {verdict.line()}" for verdict in found), ""]
-    if comparison.notes:
-        lines += ["## Notes", "", *(f"- {note}" for note in comparison.notes), ""]
-    atomic_write_text(exp_dir / "results.md", "\n".join(lines))
+    kind = comparison.kind
+    publish_results(exp_dir, record, {
+        "title": comparison.title, "setup": setup_rows(record, comparison.setup_rows), "table": table.shown(),
+        "text": [MEASUREMENT_NOTE], "figure": [f"{comparison.short_title}: error against iterations", figure.name],
+        "files": [["results.csv", "this table"], ["runs.csv", "every run"], [f"{kind}.csv", "the plotted curves"],
+                  ["verdicts.csv", ""]],
+        "verdicts": [verdict.line() for verdict in found], "notes": comparison.notes})
     log(f"wrote {exp_dir / 'results.md'}, results.csv, {figure.name}")
     return {"results": table.rows, "verdicts": [v.line() for v in found], "figure": figure,
             "markdown": exp_dir / "results.md"}

@@ -25,6 +25,7 @@ import tomli_w
 
 from resnetlab.data.augment import AUGMENTATIONS
 from resnetlab.data.normalize import NORMALIZATIONS
+from resnetlab.data.pipeline import PIPELINES, STREAM_AUGMENTATIONS
 from resnetlab.errors import UserError
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
@@ -64,7 +65,18 @@ class TrainConfig:
                              resume="fixed")
     normalization: str = setting("pixel_mean", "input normalisation", choices=NORMALIZATIONS,
                                  resume="fixed")
-    augmentation: str = setting("crop_flip", "training augmentation", choices=AUGMENTATIONS)
+    augmentation: str = setting("crop_flip", "training augmentation (random_resized_crop: per image, streamed "
+                                "folders only; the others on the device)",
+                                choices=(*AUGMENTATIONS, *STREAM_AUGMENTATIONS))
+    data_pipeline: str = setting("auto", "memory (decoded once, held on the device) or stream (files decoded per "
+                                 "batch in worker processes); auto: the rule in data/pipeline.py",
+                                 choices=PIPELINES, resume="fixed")
+    data_workers: int = setting(-1, "streaming: DataLoader worker processes per training process (-1: this "
+                                "machine's CPUs shared by its training processes)")
+    init: str = setting("", "initial weights (fine-tuning): a torchvision-format state dict or a resnetlab "
+                        "checkpoint; a classifier of another class count is replaced", metavar="PATH")
+    freeze: str = setting("", "parts kept fixed while training, e.g. stem,layer1 (stem, layer1 ... layer4, fc)",
+                          resume="fixed", metavar="PARTS")
 
     optimizer: str = setting("sgd", "optimizer", choices=("sgd", "adam", "adamw"))
     lr: float = setting(0.1, "peak learning rate")
@@ -169,12 +181,18 @@ def resume_config(stored: dict[str, Any], overrides: dict[str, Any], log: Callab
         value = coerce(key, value)
         if values.get(key) == value:
             continue
-        if key in FIXED_ON_RESUME:
+        if key in FIXED_ON_RESUME and not (key == "data" and data_moved(values.get(key))):
             raise UserError(f"cannot change {key} of an existing run ({run_dir} has {values.get(key)!r}); "
                             "use another --out")
         log(f"resume: overriding {key} = {values.get(key)!r} -> {value!r}")
         values[key] = value
     return TrainConfig(**values).validate()
+
+
+def data_moved(stored: Any) -> bool:
+    """A stored data path that no longer exists: the data was moved, and a new ``data`` may point to it."""
+    return (isinstance(stored, str) and stored.strip().lower() not in ("", "cifar10", "cifar100", "synthetic")
+            and not Path(stored).expanduser().exists())
 
 
 @functools.cache
