@@ -34,6 +34,9 @@ class TrainConfig:
     val_split: int = 5000  # training images held out for validation (the paper's 45k/5k)
     normalization: str = "pixel_mean"  # pixel_mean | channel | none
     augmentation: str = "crop_flip"  # crop_flip | keras | none
+    rotation_range: float = 20.0  # keras: ImageDataGenerator's rotation_range (degrees)
+    width_shift_range: float = 0.2  # keras: ImageDataGenerator's width_shift_range (fraction of the width)
+    height_shift_range: float = 0.2  # keras: ImageDataGenerator's height_shift_range (fraction of the height)
     # optimisation
     optimizer: str = "sgd"  # sgd | adam | adamw
     lr: float = 0.1  # peak learning rate
@@ -47,6 +50,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     batch_size: int = 128
     drop_last: bool = True  # drop the last partial training batch of each epoch
+    steps_per_epoch: int = 0  # batches per epoch, the first ones of each epoch's shuffle (Keras' fit); 0 = one pass
     # schedule: training length is `iterations` if positive, else `epochs` full passes
     epochs: int = 0
     iterations: int = 64000
@@ -58,6 +62,7 @@ class TrainConfig:
     warmup_error: float = 0.8
     warmup_max_iterations: int = 2000
     warmup_min_depth: int = 0  # the warm-up applies to models at least this deep (paper: ResNet-110 and deeper)
+    warmup_check_every: int = 50  # steps between warm-up checks, each on the training error of those steps
     onecycle_peak: float = 0.25  # fraction of training spent rising to the peak (onecycle)
     final_lr_fraction: float = 0.0  # lr at the end of cosine / onecycle, relative to the peak
     plateau_factor: float = 0.0  # ReduceLROnPlateau factor; 0 = off
@@ -101,6 +106,8 @@ class TrainConfig:
             (0 <= self.label_smoothing < 1, f"label smoothing must be in [0, 1), got {self.label_smoothing}"),
             (all(0 < m < 1 for m in self.milestones), "milestones are fractions of training, each in (0, 1)"),
             (self.val_split >= 0, f"val split cannot be negative, got {self.val_split}"),
+            (self.steps_per_epoch >= 0, f"steps_per_epoch cannot be negative, got {self.steps_per_epoch}"),
+            (self.warmup_check_every > 0, f"warmup_check_every must be positive, got {self.warmup_check_every}"),
             (self.optimizer in ("sgd", "adam", "adamw"), f"unknown optimizer {self.optimizer!r}: sgd, adam, adamw"),
             (self.schedule in ("step", "keras", "cosine", "onecycle", "constant"),
              f"unknown schedule {self.schedule!r}: step, keras, cosine, onecycle, constant"),

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from resnetlab.data import DeviceLoader, Normalizer, fit_normalizer, load_dataset, split_validation
+from resnetlab.data import DeviceLoader, KerasAugment, Normalizer, fit_normalizer, load_dataset, split_validation
 from resnetlab.errors import CheckpointError, UserError
 from resnetlab.models import create_model, model_info
 from resnetlab.train import distributed
@@ -34,7 +34,7 @@ from resnetlab.train.graphs import graphed_if_supported
 from resnetlab.train.history import TensorBoardMirror, atomic_write_text, format_row, write_history, write_json
 from resnetlab.train.lock import run_lock
 from resnetlab.train.optim import build_optimizer, current_lr, portable_state_dict, set_lr
-from resnetlab.train.schedule import PlateauState, WarmupState, effective_lr
+from resnetlab.train.schedule import PlateauState, WarmupState, effective_lr, monitored_value, warmup_applies
 from resnetlab.train.step import LossWindow, NonFiniteLoss, StepFn, TrainingStopped, build_train_step, stop_requests
 
 __all__ = ["NonFiniteLoss", "TrainingStopped", "build_train_step", "end_of_epoch", "fit", "setup", "train_epoch"]
@@ -84,7 +84,7 @@ class Session:
 
     @property
     def steps_per_epoch(self) -> int:
-        return len(self.train_loader)
+        return self.config.steps_per_epoch or len(self.train_loader)
 
     @property
     def total_steps(self) -> int:
@@ -100,9 +100,11 @@ def model_kwargs(config: TrainConfig, num_classes: int) -> dict[str, Any]:
     return kwargs
 
 
-def model_depth(name: str) -> int:
-    digits = "".join(ch if ch.isdigit() else " " for ch in name).split()
-    return int(digits[0]) if digits else 0
+def augmentation(config: TrainConfig) -> str | KerasAugment:
+    """The loader's augmentation: "keras" carries the recipe's ImageDataGenerator ranges."""
+    if config.augmentation != "keras":
+        return config.augmentation
+    return KerasAugment(config.rotation_range, config.width_shift_range, config.height_shift_range)
 
 
 def setup(config: TrainConfig, run_dir: Path, resume: bool, overrides: dict[str, Any], log: Log) -> Session:
@@ -138,8 +140,11 @@ def setup(config: TrainConfig, run_dir: Path, resume: bool, overrides: dict[str,
                   else fit_normalizer(config.normalization, dataset.train.images))
     common = dict(device=device, normalizer=normalizer, channels_last=channels_last)
     train_loader = DeviceLoader(dataset.train, batch_per_process,
-                                augmentation=config.augmentation, shuffle=True, drop_last=config.drop_last,
+                                augmentation=augmentation(config), shuffle=True, drop_last=config.drop_last,
                                 seed=config.seed, rank=dist_info.rank, world_size=dist_info.world_size, **common)
+    if config.steps_per_epoch > len(train_loader):
+        raise UserError(f"steps_per_epoch {config.steps_per_epoch} is more than the {len(train_loader)} batches of "
+                        f"one pass over the {len(dataset.train)} training images; lower it, or 0 for one pass")
     eval_loaders = {split: DeviceLoader(arrays, EVAL_BATCH_SIZE, shuffle=False, drop_last=False, **common)
                     for split, arrays in (("val", dataset.val), ("test", dataset.test)) if arrays is not None}
 
@@ -156,7 +161,7 @@ def setup(config: TrainConfig, run_dir: Path, resume: bool, overrides: dict[str,
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, config, device)
     progress, plateau = Progress(), PlateauState()
-    warmup = WarmupState(active=config.warmup_lr > 0 and model_depth(config.model) >= config.warmup_min_depth)
+    warmup = WarmupState(active=warmup_applies(config, model_info(config.model).depth))
     if checkpoint is not None:
         model.load_state_dict(checkpoint.model_state)
         optimizer.load_state_dict(checkpoint.state["optimizer"])
@@ -208,11 +213,16 @@ def train_epoch(session: Session, step_fn: Callable, stop: threading.Event, show
                dynamic_ncols=True)
     started, window_start, window_step = time.perf_counter(), time.perf_counter(), progress.step
     lr = config.lr
+
+    def across(values: list[float]) -> list[float]:
+        return distributed.sum_across(values, session.dist, session.device)
+
     for images, labels in session.train_loader.epoch(progress.epoch, progress.batch):
         lr = effective_lr(config, progress.step, session.steps_per_epoch, session.warmup, session.plateau)
         set_lr(session.optimizer, lr)
         loss, correct = step_fn(images, labels)
         window.add(loss, correct, labels.shape[0])
+        session.warmup.after_step(progress.step + 1, correct, labels.shape[0], config, reduce=across)
         progress.step += 1
         progress.batch += 1
         done = progress.batch >= steps_this_epoch
@@ -229,7 +239,6 @@ def train_epoch(session: Session, step_fn: Callable, stop: threading.Event, show
             progress.epoch_loss_sum += loss_sum
             progress.epoch_correct += n_correct
             progress.epoch_count += n_images
-            session.warmup.update(progress.step, 1 - n_correct / max(1, n_images), config)
             elapsed = time.perf_counter() - window_start
             bar.update(progress.step - window_step)
             bar.set_postfix(loss=f"{loss_sum / max(1, n_images):.3f}", acc=f"{n_correct / max(1, n_images):.3f}",
@@ -312,7 +321,7 @@ def end_of_epoch(session: Session, wall_start: float) -> None:
     row["wall_seconds"] = progress.wall_seconds
     monitor_split = "val" if "val" in session.eval_loaders else ("test" if config.select_on == "test" else "")
     if config.plateau_factor and monitor_split:
-        metric = row[f"{monitor_split}_{config.plateau_monitor.split('_')[1]}"]
+        metric = monitored_value(row, monitor_split, config, session.model)
         if session.plateau.update(metric, row["lr"], config):
             session.log(f"ReduceLROnPlateau: {config.plateau_monitor} has not improved for {config.plateau_patience} "
                         f"epochs; lr x{config.plateau_factor:.4g}"
@@ -393,7 +402,14 @@ def summarize_run(session: Session) -> dict[str, Any]:
         "selected_on": config.select_on if selected else None,
         "selected_epoch": progress.best_epoch if selected else None,
         "selected_test_acc": selected.get("test_acc") if selected else None,
-        "selection_note": ("model selected on the TEST set, as the Keras tutorial does: its test accuracy is "
-                           "optimistic" if config.select_on == "test" else "model selected on the validation split"),
+        "selection_note": selection_note(config, has_val="val" in session.eval_loaders),
         "wall_seconds": progress.wall_seconds, "run_dir": str(session.run_dir),
     }
+
+
+def selection_note(config: TrainConfig, has_val: bool) -> str:
+    if config.select_on == "test":
+        return "model selected on the TEST set, as the Keras tutorial does: its test accuracy is optimistic"
+    if has_val:
+        return "model selected on the validation split"
+    return "no validation split: the final model is the result, nothing selected (as DRL section 4.2 reports)"
