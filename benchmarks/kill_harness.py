@@ -374,7 +374,7 @@ def stretch_checkpoint_writes(delay: float) -> None:
             Path(path).write_bytes(whole)
         return wrapper
 
-    fsync_dir = checkpoint._fsync_dir
+    fsync_dir = checkpoint.fsync_tree
 
     def slow_fsync_dir(path):
         time.sleep(delay)
@@ -382,7 +382,7 @@ def stretch_checkpoint_writes(delay: float) -> None:
 
     checkpoint.save_file = stretched(checkpoint.save_file)
     torch.save = stretched(torch.save)
-    checkpoint._fsync_dir = slow_fsync_dir
+    checkpoint.fsync_tree = slow_fsync_dir
 
 
 def main(argv: list[str] | None = None) -> int:

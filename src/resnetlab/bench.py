@@ -23,6 +23,7 @@ from resnetlab.train.evaluate import autocast_context
 from resnetlab.train.graphs import GraphedStep, graphed_if_supported
 from resnetlab.train.loop import build_train_step
 from resnetlab.train.optim import build_optimizer
+from resnetlab.train.precision import choose_precision, cpu_facts
 
 
 @dataclass
@@ -75,10 +76,9 @@ def timed(run_step: Callable[[], None], steps: int, warmup: int, device: torch.d
 
 
 def bench_config(device: torch.device, **changes: Any) -> TrainConfig:
-    """The settings the training loop would pick on ``device`` (bf16 on CUDA; channels_last everywhere)."""
-    on_cuda = device.type == "cuda"
-    base = TrainConfig(amp="bf16" if on_cuda else "off", channels_last="on",
-                       weight_decay=5e-4, lr=0.1)
+    """The settings the training loop would pick on ``device`` (``--amp auto``: train/precision.py; channels_last
+    everywhere)."""
+    base = TrainConfig(amp="auto", channels_last="on", weight_decay=5e-4, lr=0.1)
     return replace(base, **changes)
 
 
@@ -103,7 +103,8 @@ def training_step(model_name: str, batch_size: int, device: torch.device, config
         model.set_grad_checkpointing(config.activation_checkpointing)
     train_model = torch.compile(model) if config.compile else model
     optimizer = build_optimizer(model, config, device)
-    step = build_train_step(train_model, optimizer, config, device, config.amp == "bf16", model)
+    amp = choose_precision(config.amp, device).bf16
+    step = build_train_step(train_model, optimizer, config, device, amp, model)
     step, _ = graphed_if_supported(step, model, optimizer, config.cuda_graphs, device=device,
                                    checkpointing=bool(config.activation_checkpointing))
     batches = _cycle(loader)
@@ -121,8 +122,8 @@ def bench_train(model_name: str, batch_size: int, device: torch.device, *, steps
     run_step, graphed = training_step(model_name, batch_size, device, config, data)
     reset_peak_memory(device)
     warm, seconds = timed(run_step, steps, warmup, device)
-    settings = (f"amp={config.amp} channels_last={config.channels_last} compile={config.compile} "
-                f"graphs={'on' if graphed() else 'off'} checkpointing={config.activation_checkpointing} "
+    settings = (f"{precision_setting(config.amp, device)} channels_last={config.channels_last} "
+                f"compile={config.compile} graphs={'on' if graphed() else 'off'} checkpointing={config.activation_checkpointing} "
                 f"augmentation={config.augmentation}")
     return BenchResult("resnetlab", "train", model_name, batch_size, str(device), steps * batch_size / seconds,
                        steps * batch_size, seconds, warm, peak_memory_mib(device), settings)
@@ -197,16 +198,40 @@ def bench_inference(model_name: str, batch_size: int, device: torch.device, *, s
         images = images.contiguous(memory_format=torch.channels_last)
     forward = torch.compile(model) if config.compile else model
     reset_peak_memory(device)
+    amp = choose_precision(config.amp, device).bf16
 
     def run_step() -> None:
-        with torch.inference_mode(), autocast_context(device, config.amp == "bf16"):
+        with torch.inference_mode(), autocast_context(device, amp):
             forward(images)
 
     warm, seconds = timed(run_step, steps, warmup, device)
-    settings = (f"amp={config.amp} channels_last={config.channels_last} compile={config.compile} "
-                f"fold_bn={'on' if fold_bn else 'off'}")
+    settings = (f"{precision_setting(config.amp, device)} channels_last={config.channels_last} "
+                f"compile={config.compile} fold_bn={'on' if fold_bn else 'off'}")
     return BenchResult("resnetlab", "infer", model_name, batch_size, str(device), steps * batch_size / seconds,
                        steps * batch_size, seconds, warm, peak_memory_mib(device), settings)
+
+
+def precision_setting(requested: str, device: torch.device) -> str:
+    """``amp=auto:fp32``: what was asked and what it gave."""
+    return f"amp={requested}:{choose_precision(requested, device).name}"
+
+
+def machine_lines(device: torch.device) -> list[str]:
+    """What the figures depend on, printed above the table: the processor (model, the flags that decide the speed
+    of its kernels), the threads, the GPU, and the precision ``--amp auto`` chooses here."""
+    lines = [f"processor: {cpu_facts().describe()}, {torch.get_num_threads()} threads"]
+    if device.type == "cuda":
+        lines.append(f"gpu: {torch.cuda.get_device_name(device)}")
+    lines.append(choose_precision("auto", device).line())
+    return lines
+
+
+def ratio_lines(results: list[BenchResult]) -> list[str]:
+    """``resnetlab / typical pipeline``, one line per measured pair (the number the speed goals are stated in)."""
+    baseline = {(r.mode, r.model, r.batch_size): r.images_per_sec for r in results if r.pipeline == "baseline"}
+    return [f"{r.pipeline} / typical pipeline, {r.model} {r.mode} batch {r.batch_size}: "
+            f"{r.images_per_sec / baseline[r.mode, r.model, r.batch_size]:.2f}x"
+            for r in results if r.pipeline != "baseline" and (r.mode, r.model, r.batch_size) in baseline]
 
 
 def _cycle(loader: DeviceLoader):

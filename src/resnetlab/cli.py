@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Modules that add their subcommands to the parser (each defines `add_commands(subparsers)`).
-COMMAND_MODULES = ["resnetlab.cli_train", "resnetlab.cli_bench", "resnetlab.cli_tools", "resnetlab.cli_experiments"]
+COMMAND_MODULES = ["resnetlab.cli_train", "resnetlab.cli_bench", "resnetlab.cli_tools", "resnetlab.cli_experiments",
+                   "resnetlab.cli_weights"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -31,7 +31,7 @@ def split_list(text: str) -> list[str]:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    from resnetlab.bench import bench_config, bench_inference, bench_train, format_table
+    from resnetlab.bench import bench_config, bench_inference, bench_train, format_table, machine_lines, ratio_lines
     from resnetlab.models import model_info
     from resnetlab.train.environment import pick_device
 
@@ -90,7 +90,9 @@ def cmd_bench(args: argparse.Namespace) -> None:
         else:
             print(json.dumps(rows, indent=2))
         return
+    print("\n".join(machine_lines(device)))
     print(format_table(results))
+    print("\n".join(ratio_lines(results)))
     for profile in profiles:
         print(f"\n{profile.summary()}\n{profile.table}")
 
@@ -122,7 +124,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--data", default="synthetic", help="data for the training benchmark (default synthetic)")
     bench.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
     bench.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation happens here)")
-    bench.add_argument("--amp", choices=["bf16", "off"], help="default: bf16 on CUDA, off on CPU")
+    bench.add_argument("--amp", choices=["auto", "bf16", "off"],
+                       help="default auto: bf16 where the GPU or CPU computes it natively, else fp32")
     bench.add_argument("--channels-last", choices=["on", "off"], help="default: on")
     bench.add_argument("--cuda-graphs", choices=["auto", "on", "off"],
                        help="replay the whole training step as a CUDA graph (default auto: on CUDA where supported)")

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from resnetlab.errors import UserError
+from resnetlab.files import atomic_path
 
 TOLERANCE = 1e-4  # max abs logit difference ONNX Runtime vs PyTorch, fp32
 
@@ -25,8 +25,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     out = Path(args.onnx)
     # Exported beside the target under a temporary name and renamed once verified: a refused export leaves
     # whatever was at OUT untouched.
-    unverified = out.with_name(f".{out.name}.{os.getpid()}.unverified")
-    try:
+    with atomic_path(out) as unverified:
         export_onnx(trained.model, unverified, trained.image_size, args.opset, normalizer=trained.normalizer,
                     classes=trained.classes, include_preprocessing=args.include_preprocessing,
                     metadata={"model": meta.get("model", ""), "model_kwargs": meta.get("model_kwargs", {}),
@@ -37,9 +36,6 @@ def cmd_export(args: argparse.Namespace) -> None:
             if not difference < args.tolerance:
                 raise UserError(f"ONNX Runtime and PyTorch logits differ by up to {difference:.3g} "
                                 f"(limit {args.tolerance:g}); {out} not written")
-        os.replace(unverified, out)
-    finally:
-        unverified.unlink(missing_ok=True)
     kind = "uint8 pixels" if args.include_preprocessing else f"float32, normalized ({trained.normalizer.kind})"
     print(f"wrote {out}: {meta.get('model', 'model')}, input images (N, 3, {trained.image_size}, "
           f"{trained.image_size}) {kind}, output logits (N, {len(trained.classes)})")

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from resnetlab.errors import UserError
+
+if TYPE_CHECKING:
+    from resnetlab.train.precision import Precision
 
 # Flags that set a TrainConfig field directly: flag -> (field, type, help).
 CONFIG_FLAGS: dict[str, tuple[str, type, str]] = {
@@ -28,7 +32,7 @@ CONFIG_FLAGS: dict[str, tuple[str, type, str]] = {
     "--image-size": ("image_size", int, "side length images are resized to"),
     "--seed": ("seed", int, "random seed"),
     "--device": ("device", str, "auto, cpu, cuda or cuda:N"),
-    "--amp": ("amp", str, "auto (bf16 on CUDA), bf16 or off"),
+    "--amp": ("amp", str, "auto (bf16 where the GPU or CPU computes it natively, else fp32), bf16 or off"),
     "--channels-last": ("channels_last", str, "auto (= on), on or off"),
     "--cuda-graphs": ("cuda_graphs", str, "auto (on where supported), on or off: replay the step as a CUDA graph"),
     "--log-every": ("log_every", int, "steps between progress updates"),
@@ -114,23 +118,47 @@ def cmd_train(args: argparse.Namespace) -> None:
           + f", {results['wall_seconds']:.0f} s")
 
 
+def chosen_precision(requested: str, device: Any) -> Precision:
+    """The precision ``--amp`` gives on ``device`` (train/precision.py)."""
+    from resnetlab.train.precision import choose_precision
+
+    return choose_precision(requested, device)
+
+
+def say_precision(precision: Precision) -> None:
+    """On stderr, so that --json output stays clean; once the command has succeeded, so that a refusal stays one
+    line."""
+    print(precision.line(), file=sys.stderr)
+
+
 def cmd_eval(args: argparse.Namespace) -> None:
     from resnetlab.train.environment import pick_device
     from resnetlab.train.inference import evaluate_checkpoint, load_trained
 
     device = pick_device(args.device)
+    precision = chosen_precision(args.amp, device)
     trained = load_trained(args.checkpoint, device, fold_bn=True)
+    published = trained.metadata.get("published")
     data = args.data or trained.metadata.get("data") or None
-    result = evaluate_checkpoint(trained, data, args.split, device)
+    if published and not args.data and not (data and Path(data).exists()) and data not in ("cifar10", "cifar100"):
+        raise UserError(f"{args.checkpoint} was trained and measured on {published['data']}; give that data with "
+                        "--data PATH")
+    result = evaluate_checkpoint(trained, data, args.split, device, amp=precision.bf16)
     report = {"checkpoint": str(trained.source), "split": args.split, "images": result.count,
               "accuracy": result.accuracy, "error": result.error, "loss": result.loss,
               "per_class_accuracy": dict(zip(trained.classes, result.per_class_accuracy())),
               "confusion_matrix": result.confusion.tolist(), "classes": trained.classes}
+    if published:
+        report["recorded"] = {key: published.get(key) for key in ("test_acc", "test_images", "eval_device", "data")}
+    say_precision(precision)
     if args.json:
         print(json.dumps(report, indent=2))
         return
     print(f"{trained.source}: {args.split} accuracy {100 * result.accuracy:.2f}% "
           f"(error {100 * result.error:.2f}%), loss {result.loss:.4f}, {result.count} images")
+    if published and args.split == "test":
+        print(f"recorded when published: {100 * published['test_acc']:.2f}% on {published['test_images']} images "
+              f"({published['eval_device']}); data: {published['data']}")
     width = max(len(name) for name in trained.classes)
     print("\nper-class accuracy:")
     for name, accuracy in report["per_class_accuracy"].items():
@@ -144,7 +172,10 @@ def cmd_eval(args: argparse.Namespace) -> None:
 def cmd_predict(args: argparse.Namespace) -> None:
     from resnetlab.train.inference import load_trained, predict_files
 
-    predictions = predict_files(load_trained(args.checkpoint, fold_bn=True), args.images, args.top_k)
+    precision = chosen_precision(args.amp, "cpu")
+    predictions = predict_files(load_trained(args.checkpoint, fold_bn=True), args.images, args.top_k,
+                                amp=precision.bf16)
+    say_precision(precision)
     if args.json:
         print(json.dumps(predictions, indent=2))
         return
@@ -192,10 +223,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
     evaluation = commands.add_parser("eval", help="accuracy, loss, per-class accuracy, confusion matrix")
     evaluation.add_argument("checkpoint", help="run directory (its best, else last checkpoint), checkpoint "
-                                               "directory or model.safetensors")
+                                               "directory, model.safetensors, or published weights (resnet56.cifar10)")
     evaluation.add_argument("--data", help="dataset (default: the one the model was trained on)")
     evaluation.add_argument("--split", choices=["test", "train"], default="test")
     evaluation.add_argument("--device", default="auto")
+    evaluation.add_argument("--amp", choices=["auto", "bf16", "off"], default="auto",
+                            help="auto: bf16 autocast where the device computes bf16 natively, else fp32")
     evaluation.add_argument("--json", action="store_true")
     evaluation.set_defaults(func=cmd_eval)
 
@@ -203,6 +236,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("checkpoint")
     predict.add_argument("images", nargs="+", help="image files of any size (resized to the model's input)")
     predict.add_argument("--top-k", type=int, default=3)
+    predict.add_argument("--amp", choices=["auto", "bf16", "off"], default="auto",
+                         help="auto: bf16 autocast where the device computes bf16 natively, else fp32")
     predict.add_argument("--json", action="store_true")
     predict.set_defaults(func=cmd_predict)
 

@@ -16,9 +16,7 @@ import copy
 import importlib
 import json
 import logging
-import os
 import statistics
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -33,6 +31,7 @@ from torch import nn
 
 from resnetlab.data import Normalizer
 from resnetlab.errors import UserError
+from resnetlab.files import atomic_path
 
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
 
@@ -114,15 +113,8 @@ def export_onnx(model: nn.Module, path: str | Path, image_size: int, opset: int 
     for key, value in (metadata or {}).items():
         entries[key] = value if isinstance(value, str) else json.dumps(value)
     program.model.metadata_props.update(entries)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
+    with atomic_path(path) as temporary:
         program.save(temporary, external_data=False)  # one self-contained file (fine below 2 GB)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
     return path
 
 

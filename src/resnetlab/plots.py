@@ -1,22 +1,103 @@
-"""Learning curves from run directories' history files (never from the training loop itself).
-
-The layout follows DRL Figure 6 and the tutorial's history plots: error in percent against epochs or
-iterations, dashed lines for training, solid for test (or validation), one colour per run; a second panel shows
-the losses. A CSV with the plotted numbers is written beside the picture.
+"""Error curves in the layout of DRL Figure 6: error in percent against iterations (or epochs), dashed for training,
+solid for test (or validation), one colour per model or run. The one drawing of that layout, used by ``resnetlab
+plot`` (learning curves from run directories' history files, never from the training loop itself) and by the
+experiments' figures. A CSV with the plotted numbers is written beside each picture.
 """
 
 from __future__ import annotations
 
 import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+matplotlib.use("Agg")  # before pyplot is imported: files only, no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
 from resnetlab.errors import UserError  # noqa: E402
+from resnetlab.files import atomic_path, atomic_write_text  # noqa: E402
 from resnetlab.train.history import read_history  # noqa: E402
+
+DPI = 110
+ITERATIONS = "iterations (training steps)"
+LONG_RUN_STEPS = 20_000  # at least this many iterations: the paper's y range (0-20 %) shows the curves best
+FEW_POINTS = 15  # curves with fewer points get markers (a one-epoch run has a single point)
+
+
+@dataclass
+class Curve:
+    """One model's (or run's) training and held-out curves against the x axis; None where a value is missing."""
+
+    label: str
+    colour: int  # index into the colour cycle: the same index means the same depth across panels
+    steps: Sequence[float]
+    train: Sequence[float | None]
+    test: Sequence[float | None]
+
+
+def colour(index: int) -> str:
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    return cycle[index % len(cycle)]
+
+
+def _values(values: Sequence[float | None]) -> list[float]:
+    return [float("nan") if v is None else v for v in values]
+
+
+def draw_curves(axes: Axes, curves: Sequence[Curve], *, title: str, xlabel: str = ITERATIONS,
+                train_label: str = "training error", test_label: str = "test error") -> None:
+    """One panel: each curve's training values dashed and held-out values solid in its colour; a legend of the
+    colours (curves) and of the two line styles."""
+    handles = []
+    few = any(len(curve.steps) < FEW_POINTS for curve in curves)
+    for curve in curves:
+        style = {"color": colour(curve.colour), "marker": "o" if few else None, "markersize": 5}
+        axes.plot(curve.steps, _values(curve.train), linestyle="--", linewidth=1.1, markerfacecolor="white", **style)
+        if any(v is not None for v in curve.test):
+            axes.plot(curve.steps, _values(curve.test), linestyle="-", linewidth=1.9, **style)
+        handles.append(Line2D([], [], color=colour(curve.colour), linewidth=1.9, label=curve.label))
+    marker = {"marker": "o", "markersize": 5} if few else {}
+    handles += [Line2D([], [], color="0.3", linestyle="--", linewidth=1.1, label=train_label,
+                       markerfacecolor="white", **marker),
+                Line2D([], [], color="0.3", linestyle="-", linewidth=1.9, label=test_label, **marker)]
+    axes.set(title=title, xlabel=xlabel)
+    axes.grid(alpha=0.3)
+    axes.legend(handles=handles, fontsize=9, loc="best")
+    axes.set_xlim(left=0)
+
+
+def plot_error_panels(panels: Sequence[tuple[str, Sequence[Curve]]], output: Path, title: str) -> Path:
+    """Side-by-side panels of error curves in percent against iterations (one panel per family, DRL Figure 6),
+    sharing the y axis so they compare."""
+    width = max(6.0, 5.6 * len(panels))
+    figure, axes_list = plt.subplots(1, len(panels), figsize=(width, 4.8), sharey=True, squeeze=False,
+                                     constrained_layout=True)
+    values = [v for _, curves in panels for c in curves for v in (*c.train, *c.test) if v is not None]
+    longest = max((s for _, curves in panels for c in curves for s in c.steps), default=0)
+    for axes, (panel_title, curves) in zip(axes_list[0], panels):
+        draw_curves(axes, curves, title=panel_title)
+    axes_list[0][0].set_ylabel("error (%)")
+    if longest >= LONG_RUN_STEPS:
+        axes_list[0][0].set_ylim(0, 20)
+    else:
+        axes_list[0][0].set_ylim(-0.5, min(100.5, max(values, default=0.0) * 1.08 + 1))
+    figure.suptitle(title, fontsize=11)
+    return save_figure(figure, output)
+
+
+def save_figure(figure: plt.Figure, output: str | Path) -> Path:
+    """Write the figure (format from the suffix) atomically and free it."""
+    try:
+        with atomic_path(output) as temporary:
+            figure.savefig(temporary, dpi=DPI)
+    finally:
+        plt.close(figure)
+    return Path(output)
 
 
 def run_label(run_dir: Path) -> str:
@@ -34,35 +115,28 @@ def plot_runs(run_dirs: list[str | Path], output: str | Path, x_axis: str = "epo
         if not rows:
             raise UserError(f"{run_dir}: no history.csv or history.jsonl (is it a run directory?)")
         runs.append((run_label(Path(run_dir)), rows))
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-
-    figure, (error_axes, loss_axes) = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    split = eval_split if all(rows[0].get(f"{eval_split}_acc") is not None for _, rows in runs) else "val"
+    curves: dict[str, list[Curve]] = {"error": [], "loss": []}
     table: list[dict] = []
     for index, (label, rows) in enumerate(runs):
-        colour = colours[index % len(colours)]
         xs = [row[x_axis] for row in rows]
-        split = eval_split if rows[0].get(f"{eval_split}_acc") is not None else "val"
-        for metric, axes, scale in (("error", error_axes, 100.0), ("loss", loss_axes, 1.0)):
-            train = [_nan(_scaled(row.get(f"train_{metric}"), scale)) for row in rows]
-            held_out = [_nan(_scaled(row.get(f"{split}_{metric}"), scale)) for row in rows]
-            axes.plot(xs, train, linestyle="--", color=colour, linewidth=1.2, label=f"{label} train")
-            if any(value == value for value in held_out):
-                axes.plot(xs, held_out, linestyle="-", color=colour, linewidth=1.8, label=f"{label} {split}")
+        for metric, scale in (("error", 100.0), ("loss", 1.0)):
+            curves[metric].append(Curve(label, index, xs, [_scaled(row.get(f"train_{metric}"), scale) for row in rows],
+                                        [_scaled(row.get(f"{split}_{metric}"), scale) for row in rows]))
         for row in rows:
             table.append({"run": label, x_axis: row[x_axis], "train_error_pct": _scaled(row.get("train_error"), 100),
                           f"{split}_error_pct": _scaled(row.get(f"{split}_error"), 100),
                           "train_loss": row.get("train_loss"), f"{split}_loss": row.get(f"{split}_loss")})
+    figure, (error_axes, loss_axes) = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
     x_label = "epoch" if x_axis == "epoch" else "iteration"
-    error_axes.set(xlabel=x_label, ylabel="error (%)", title="Error (dashed: training, solid: held out)")
-    loss_axes.set(xlabel=x_label, ylabel="cross-entropy loss", title="Loss")
-    for axes in (error_axes, loss_axes):
-        axes.grid(alpha=0.3)
-        axes.legend(fontsize=8)
+    draw_curves(error_axes, curves["error"], title="Error (dashed: training, solid: held out)", xlabel=x_label,
+                test_label=f"{split} error")
+    draw_curves(loss_axes, curves["loss"], title="Loss", xlabel=x_label, train_label="training loss",
+                test_label=f"{split} loss")
+    error_axes.set_ylabel("error (%)")
+    loss_axes.set_ylabel("cross-entropy loss")
     figure.suptitle(title or f"Learning curves: {', '.join(label for label, _ in runs)}")
-    figure.savefig(output, dpi=110)
-    plt.close(figure)
+    output = save_figure(figure, output)
     _write_csv(output.with_suffix(".csv"), table)
     return output
 
@@ -71,15 +145,12 @@ def _scaled(value: float | None, scale: float) -> float | None:
     return None if value is None else value * scale
 
 
-def _nan(value: float | None) -> float:
-    return float("nan") if value is None else value
-
-
 def _write_csv(path: Path, rows: list[dict]) -> None:
     fields: list[str] = []
     for row in rows:
         fields += [key for key in row if key not in fields]
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())

@@ -5,8 +5,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from markdown_it import MarkdownIt
 
-from resnetlab.experiments.tables import parse_markdown_table, read_csv
+from resnetlab.experiments.tables import read_csv
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -21,6 +22,23 @@ def one_thread():
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def parse_markdown_table(text: str) -> list[dict[str, str]]:
+    """The first pipe table in ``text`` as rows of header -> cell, read by markdown-it-py (an independent parser)."""
+    rows, row, inside = [], [], False
+    for token in MarkdownIt("commonmark").enable("table").parse(text):
+        if token.type == "table_close":
+            break
+        inside = inside or token.type == "table_open"
+        if inside and token.type == "tr_open":
+            row = []
+        elif inside and token.type == "inline":
+            row.append(token.content)
+        elif inside and token.type == "tr_close":
+            rows.append(row)
+    header, *body = rows
+    return [dict(zip(header, cells)) for cells in body]
 
 
 def results_tables(exp_dir: Path) -> tuple[list[dict[str, str]], list[dict[str, str]]]:

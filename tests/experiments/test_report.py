@@ -4,10 +4,11 @@ self-contained HTML page; and the tables both are made of."""
 import re
 
 import pytest
+from experiment_checks import parse_markdown_table
 
 from resnetlab.cli import main
 from resnetlab.experiments.markdown_html import markdown_to_html
-from resnetlab.experiments.tables import Table, parse_markdown_table, plus_minus
+from resnetlab.experiments.tables import Table, plus_minus
 
 
 def test_table_markdown_and_csv_share_strings():

@@ -1,8 +1,10 @@
 """Recipes as data, overrides in order, and refusal of bad values."""
 
+import tomllib
+
 import pytest
 
-from resnetlab.train.config import TrainConfig, config_from_toml_text, recipe_names, resolve_config, to_toml
+from resnetlab.train.config import TrainConfig, recipe_names, resolve_config, to_toml
 
 
 def test_recipes_exist_and_validate():
@@ -45,7 +47,7 @@ def test_unknown_recipe_lists_the_known_ones():
 
 def test_resolved_config_round_trips_through_toml():
     config = resolve_config("keras", overrides={"seed": 3, "data": 'C:\\data "x"'})
-    assert config_from_toml_text(to_toml(config.to_dict())) == config
+    assert TrainConfig(**tomllib.loads(to_toml(config.to_dict()))) == config
 
 
 def test_epochs_or_iterations_define_length():

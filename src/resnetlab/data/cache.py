@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from resnetlab.data.arrays import ImageArrays
-from resnetlab.data.messages import one_line
+from resnetlab.data.messages import one_line, say
 from resnetlab.errors import DataError
+from resnetlab.files import atomic_path, atomic_write_text
 
 # Bump when decoding changes, so that old entries are not mistaken for new ones.
 CACHE_VERSION = 1
@@ -41,18 +42,6 @@ def ensure_dir(path: Path) -> Path:
     except OSError as err:
         raise DataError(f"cannot create cache folder {path}: {one_line(err.strerror or err)}") from err
     return path
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call `write(tmp)` on a temporary file beside `path`, then move it into place in one step."""
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def file_digest(path: Path, algorithm: str = "sha256") -> str:
@@ -82,7 +71,7 @@ def file_sha256(path: Path, cache_dir: Path) -> str:
     memo[entry_key] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest}
     try:
         ensure_dir(cache_dir)
-        atomic_write(memo_path, lambda tmp: tmp.write_text(json.dumps(memo, indent=1)))
+        atomic_write_text(memo_path, json.dumps(memo, indent=1))
     except (OSError, DataError):
         pass  # the memo only saves time; the digest is right either way
     return digest
@@ -135,23 +124,30 @@ def save_entry(cache_dir: Path, key: str, train: ImageArrays, test: ImageArrays,
         (folder / "meta.json").unlink(missing_ok=True)
         for split, arrays in (("train", train), ("test", test)):
             for field in ("images", "labels"):
-                array = getattr(arrays, field)
-                atomic_write(folder / f"{split}_{field}.npy", lambda tmp, a=array: _save_npy(tmp, a))
+                with atomic_path(folder / f"{split}_{field}.npy") as temporary:
+                    _save_npy(temporary, getattr(arrays, field))
         meta = {"classes": classes, "train_shape": list(train.images.shape), "test_shape": list(test.images.shape)}
-        atomic_write(folder / "meta.json", lambda tmp: tmp.write_text(json.dumps(meta, indent=1)))
+        atomic_write_text(folder / "meta.json", json.dumps(meta, indent=1))
     except OSError as err:
         warnings.warn(f"could not write cache entry {folder}: {one_line(err)}", RuntimeWarning, stacklevel=3)
 
 
 def cached(
-    cache_dir: Path, key: str, build: Callable[[], tuple[ImageArrays, ImageArrays, list[str]]]
+    cache_dir: Path, key: str, build: Callable[[], tuple[ImageArrays, ImageArrays, list[str]]], source: str = ""
 ) -> tuple[ImageArrays, ImageArrays, list[str]]:
-    """Load the entry for `key`, or build it with `build()` and save it."""
+    """Load the entry for `key`, or build it with `build()` and save it; says which of the two happened."""
+    what = f"data: {source}: " if source else "data: "
+    started = time.perf_counter()
     hit = load_entry(cache_dir, key)
     if hit is not None:
+        say(f"{what}{len(hit[0]):,} training and {len(hit[1]):,} test images read from the cache "
+            f"{entry_dir(cache_dir, key)} in {time.perf_counter() - started:.1f} s")
         return hit
+    say(f"{what}first load: decoding the images once (later loads read them from the cache)")
     train, test, classes = build()
     save_entry(cache_dir, key, train, test, classes)
+    say(f"{what}{len(train):,} training and {len(test):,} test images decoded in {time.perf_counter() - started:.0f} s"
+        f", cached in {entry_dir(cache_dir, key)}")
     return train, test, classes
 
 

@@ -103,7 +103,7 @@ def load_cifar(
             test = ImageArrays(resize_images(test.images, image_size, num_workers), test.labels)
         return train, test, classes
 
-    train, test, classes = cache.cached(cache_dir, key, build)
+    train, test, classes = cache.cached(cache_dir, key, build, source=str(archive or name))
     return Dataset(train=train, test=test, classes=classes, name=name)
 
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tqdm.auto import tqdm
 
-from resnetlab.data.messages import one_line
+from resnetlab.data.messages import is_reporting, one_line
 from resnetlab.errors import DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".pgm", ".pbm", ".tif", ".tiff", ".webp")
@@ -52,15 +53,22 @@ def decode_image(name: str, payload: Path | bytes, size: int, resize: bool = Tru
 
 
 def decode_images(items: Sequence[tuple[str, Path | bytes]], size: int, num_workers: int | None = None,
-                  resize: bool = True) -> np.ndarray:
-    """Decode (name, path-or-bytes) items into uint8 (N, size, size, 3), in item order."""
+                  resize: bool = True, desc: str = "decoding") -> np.ndarray:
+    """Decode (name, path-or-bytes) items into uint8 (N, size, size, 3), in item order.
+
+    While a load reports its progress (``messages.reporting``), a bar is drawn on a terminal (never into a
+    pipe or a log file)."""
     out = np.empty((len(items), size, size, 3), dtype=np.uint8)
+    with tqdm(total=len(items), desc=desc, unit="img", leave=False, dynamic_ncols=True,
+              disable=None if is_reporting() else True) as bar:
 
-    def run(start: int) -> None:
-        for i in range(start, min(start + _CHUNK, len(items))):
-            out[i] = decode_image(*items[i], size, resize)
+        def run(start: int) -> None:
+            end = min(start + _CHUNK, len(items))
+            for i in range(start, end):
+                out[i] = decode_image(*items[i], size, resize)
+            bar.update(end - start)
 
-    _parallel(run, len(items), num_workers)
+        _parallel(run, len(items), num_workers)
     return out
 
 

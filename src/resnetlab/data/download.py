@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -13,6 +11,7 @@ from tqdm import tqdm
 
 from resnetlab.data.messages import one_line
 from resnetlab.errors import DataError
+from resnetlab.files import atomic_path
 
 _CHUNK = 1 << 20
 _TIMEOUT_S = 60
@@ -24,13 +23,10 @@ def download(url: str, dest: Path, md5: str) -> Path:
     The MD5 is computed while streaming; on a mismatch the temporary file is deleted and DataError names the
     expected and actual digests. Only a verified file is renamed to `dest`, so `dest` is never partial.
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
     digest = hashlib.md5()
-    try:
+    with atomic_path(dest, suffix=".part") as tmp:
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=_TIMEOUT_S) as response:
+            with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=_TIMEOUT_S) as response:
                 total = response.headers.get("Content-Length")
                 with tqdm(
                     total=int(total) if total else None, unit="B", unit_scale=True, desc=dest.name, disable=None
@@ -45,7 +41,4 @@ def download(url: str, dest: Path, md5: str) -> Path:
         actual = digest.hexdigest()
         if actual != md5:
             raise DataError(f"checksum mismatch for {url}: expected md5 {md5}, got {actual}; the download was deleted")
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)  # gone already after a successful rename
     return dest

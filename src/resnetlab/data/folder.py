@@ -38,7 +38,7 @@ def load_image_folder(path: Path, cache_dir: Path, image_size: int = 32, num_wor
         return _build_splits(files, folders, str(root), lambda rel: str(root / rel), image_size, num_workers,
                              resize)
 
-    train, test, classes = cache.cached(cache_dir, key, build)
+    train, test, classes = cache.cached(cache_dir, key, build, source=str(path))
     return Dataset(train=train, test=test, classes=classes, name=f"folder:{path.resolve()}")
 
 
@@ -64,7 +64,7 @@ def load_image_archive(path: Path, cache_dir: Path, image_size: int = 32, num_wo
         where = f"{path}:{prefix}" if prefix else str(path)
         return _build_splits(files, folders, where, display, image_size, num_workers, resize)
 
-    train, test, classes = cache.cached(cache_dir, key, build)
+    train, test, classes = cache.cached(cache_dir, key, build, source=str(path))
     return Dataset(train=train, test=test, classes=classes, name=f"folder:{path.resolve()}")
 
 
@@ -168,6 +168,6 @@ def _build_splits(
                 raise DataError(f"class folder {display(f'{split}/{name}')} has no images")
             items.extend((display(rel), files[rel]) for rel in rels)
             labels.extend([label] * len(rels))
-        images = decode_images(items, image_size, num_workers, resize)
+        images = decode_images(items, image_size, num_workers, resize, desc=f"decoding {split}")
         splits.append(ImageArrays(images, np.asarray(labels, dtype=np.int64)))
     return splits[0], splits[1], classes

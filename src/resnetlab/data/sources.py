@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from resnetlab.data.archive import ARCHIVE_SUFFIXES, is_archive
@@ -10,6 +11,7 @@ from resnetlab.data.arrays import Dataset
 from resnetlab.data.cache import resolve_cache_dir
 from resnetlab.data.cifar import OFFICIAL_FILENAMES, RELEASES, load_cifar
 from resnetlab.data.folder import load_image_archive, load_image_folder
+from resnetlab.data.messages import reporting
 from resnetlab.data.synthetic import synthetic_dataset
 from resnetlab.errors import DataError
 
@@ -28,6 +30,7 @@ def load_dataset(
     num_workers: int | None = None,
     synthetic_size: tuple[int, int] = (2048, 512),
     num_classes: int = 10,
+    report: Callable[[str], None] | None = None,
 ) -> Dataset:
     """Load a dataset by name or path.
 
@@ -44,7 +47,15 @@ def load_dataset(
         num_workers: decoding threads (default: the CPUs available).
         synthetic_size: (train, test) image counts of "synthetic".
         num_classes: number of classes of "synthetic"; other sources have their own.
+        report: receives one line per stage (found in the cache, or decoded and cached); a decoding progress
+            bar is drawn on a terminal while it is set.
     """
+    with reporting(report):
+        return _load(source, cache_dir, image_size, resize, download, num_workers, synthetic_size, num_classes)
+
+
+def _load(source: str | os.PathLike | None, cache_dir: str | Path | None, image_size: int, resize: bool,
+          download: bool, num_workers: int | None, synthetic_size: tuple[int, int], num_classes: int) -> Dataset:
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
         raise DataError(f"image size must be a positive integer, got {image_size!r}")
     if source is None:

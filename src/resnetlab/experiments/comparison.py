@@ -14,7 +14,7 @@ from resnetlab.experiments.records import check_rerun, data_text, length_text, s
 from resnetlab.experiments.sweep import GroupResult, RunSpec, group_results, run_records, run_sweep
 from resnetlab.experiments.tables import DASH, Table, fixed, plus_minus
 from resnetlab.train.config import TrainConfig
-from resnetlab.train.history import atomic_write_text
+from resnetlab.files import atomic_write_text
 from resnetlab.train.loop import Log
 
 RESULT_COLUMNS = ["group", "model", "label", "seeds", "train_error_pct", "train_error_std", "test_error_pct",

@@ -9,7 +9,7 @@ from typing import Any
 from resnetlab.experiments.figures import Series, plot_layer_panels
 from resnetlab.experiments.records import display_name, setup_markdown
 from resnetlab.experiments.tables import Table, sci
-from resnetlab.train.history import atomic_write_text
+from resnetlab.files import atomic_write_text
 from resnetlab.models import model_info
 from resnetlab.train.loop import Log
 

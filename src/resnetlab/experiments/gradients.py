@@ -22,8 +22,8 @@ from torch import nn
 from resnetlab.errors import UserError
 from resnetlab.experiments.records import check_rerun, data_text, display_name, write_experiment
 from resnetlab.models import create_model, model_info
+from resnetlab.files import write_json
 from resnetlab.train.config import TrainConfig, resolve_config
-from resnetlab.train.history import write_json
 from resnetlab.train.loop import Log
 from resnetlab.train.optim import build_optimizer, set_lr
 from resnetlab.train.schedule import PlateauState, WarmupState, effective_lr, warmup_applies

@@ -1,5 +1,9 @@
-"""The small Markdown subset the experiment reports use (headings, paragraphs, lists, pipe tables, images, links,
-``code``, **bold**) as one self-contained HTML page with the PNGs embedded, so the report travels as one file."""
+"""A report's Markdown as one self-contained HTML page, the PNGs embedded so that it travels as one file.
+
+The Markdown is rendered by markdown-it-py (CommonMark plus pipe tables); this module only adds what a report page
+needs on top: GitHub's heading anchors, so that the report's ``[...](#anchor)`` links work in the page as they do on
+GitHub, and local images as ``data:`` URIs.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +12,12 @@ import html
 import re
 from pathlib import Path
 
-from resnetlab.experiments.tables import split_row
+from markdown_it import MarkdownIt
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1400px;margin:2em auto;padding:0 1em;line-height:1.45}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}
 th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}code{background:#f5f5f5;padding:0 3px}
 h1{border-bottom:2px solid #ddd}h2{border-bottom:1px solid #eee;margin-top:2em}"""
-
-_IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)")
-_LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
-_CODE = re.compile(r"`([^`]+)`")
-_BOLD = re.compile(r"\*\*([^*]+)\*\*")
 
 
 class Slugger:
@@ -35,74 +34,24 @@ class Slugger:
 
 
 def image_source(target: str, base_dir: Path) -> str:
-    """A data: URI of a local PNG (other targets are kept as links)."""
+    """A data: URI of a local PNG; other targets are kept as they are."""
     path = base_dir / target
     if target.startswith(("http:", "https:", "data:")) or not path.is_file():
-        return html.escape(target)
+        return target
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
-
-
-def inline(text: str, base_dir: Path) -> str:
-    codes: list[str] = []
-
-    def keep_code(match: re.Match) -> str:
-        codes.append(f"<code>{html.escape(match.group(1))}</code>")
-        return f"\x00{len(codes) - 1}\x00"
-
-    text = _CODE.sub(keep_code, text)
-    text = html.escape(text, quote=False)
-    text = _IMAGE.sub(lambda m: f'<img alt="{m.group(1)}" src="{image_source(m.group(2), base_dir)}">', text)
-    text = _LINK.sub(lambda m: f'<a href="{m.group(2)}">{m.group(1)}</a>', text)
-    text = _BOLD.sub(r"<strong>\1</strong>", text)
-    return re.sub("\x00(\\d+)\x00", lambda m: codes[int(m.group(1))], text)
-
-
-def table_html(rows: list[str], base_dir: Path) -> str:
-    cells = [[cell.strip().replace("\\|", "|") for cell in split_row(row)] for row in rows]
-    head = "".join(f"<th>{inline(c, base_dir)}</th>" for c in cells[0])
-    body = "".join("<tr>" + "".join(f"<td>{inline(c, base_dir)}</td>" for c in row) + "</tr>" for row in cells[2:])
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def markdown_to_html(text: str, base_dir: Path, title: str = "report") -> str:
     """HTML page of ``text``; images are read relative to ``base_dir`` and embedded."""
-    out, paragraph, items, table = [], [], [], []
+    parser = MarkdownIt("commonmark").enable("table")
+    tokens = parser.parse(text)
     slug = Slugger()
-
-    def flush() -> None:
-        if paragraph:
-            out.append(f"<p>{inline(' '.join(paragraph), base_dir)}</p>")
-            paragraph.clear()
-        if items:
-            out.append("<ul>" + "".join(f"<li>{inline(i, base_dir)}</li>" for i in items) + "</ul>")
-            items.clear()
-        if table:
-            out.append(table_html(table, base_dir))
-            table.clear()
-
-    for line in text.splitlines():
-        stripped = line.strip()
-        heading = re.match(r"(#{1,6}) (.*)", stripped)
-        if not stripped:
-            flush()
-        elif heading:
-            flush()
-            level, words = len(heading.group(1)), heading.group(2)
-            out.append(f'<h{level} id="{slug(words)}">{inline(words, base_dir)}</h{level}>')
-        elif stripped.startswith("|"):
-            if not table:
-                flush()
-            table.append(stripped)
-        elif stripped.startswith("- "):
-            if paragraph or table:
-                flush()
-            items.append(stripped[2:])
-        elif items and line.startswith("  "):
-            items[-1] += " " + stripped
-        else:
-            if items or table:
-                flush()
-            paragraph.append(stripped)
-    flush()
+    for index, token in enumerate(tokens):
+        if token.type == "heading_open":
+            token.attrSet("id", slug(tokens[index + 1].content))  # the source text, as report.py's links use
+        for child in token.children or []:
+            if child.type == "image":
+                child.attrSet("src", image_source(str(child.attrGet("src")), base_dir))
+    body = parser.renderer.render(tokens, parser.options, {})
     return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-            f"<style>{STYLE}</style></head><body>\n" + "\n".join(out) + "\n</body></html>\n")
+            f"<style>{STYLE}</style></head><body>\n{body}</body></html>\n")

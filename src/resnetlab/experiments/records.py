@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from resnetlab.errors import UserError
-from resnetlab.train.history import write_json
+from resnetlab.files import write_json
 
 EXPERIMENT_FILE = "experiment.json"
 LENGTH_KEYS = ("epochs", "iterations")  # the only config fields a rerun may change: it extends the runs

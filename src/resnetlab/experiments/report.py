@@ -13,7 +13,7 @@ from resnetlab.errors import UserError
 from resnetlab.experiments.markdown_html import Slugger, markdown_to_html
 from resnetlab.experiments.records import data_text, length_text, measured_seconds, read_experiment, record_data
 from resnetlab.experiments.tables import DASH
-from resnetlab.train.history import atomic_write_text
+from resnetlab.files import atomic_write_text
 
 KIND_ORDER = ("degradation", "shortcuts", "preact", "gradients", "responses")
 _TARGET = re.compile(r"(!?\[[^\]]*\])\(([^)\s]+)\)")

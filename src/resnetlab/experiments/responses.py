@@ -19,7 +19,7 @@ from torch import nn
 
 from resnetlab.errors import UserError
 from resnetlab.experiments.records import check_rerun, read_experiment, run_environment, write_experiment
-from resnetlab.train.history import write_json
+from resnetlab.files import write_json
 from resnetlab.train.loop import Log
 
 CHUNK = 250  # images per forward pass

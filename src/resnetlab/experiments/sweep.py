@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from resnetlab.experiments.tables import mean_std
+from resnetlab.files import write_json
 from resnetlab.train.config import TrainConfig
-from resnetlab.train.history import read_history, write_json
+from resnetlab.train.history import read_history
 from resnetlab.train.loop import Log, TrainingStopped, fit
+from resnetlab.train.seeds import MeanStd, mean_std
 
 DONE_FILE = "sweep.json"
 
@@ -69,8 +70,8 @@ class GroupResult:
     label: str
     model: str
     runs: list[RunResult]
-    train_error: tuple[float | None, float | None, int] = (None, None, 0)
-    test_error: tuple[float | None, float | None, int] = (None, None, 0)
+    train_error: MeanStd = MeanStd(None, None, 0)
+    test_error: MeanStd = MeanStd(None, None, 0)
     steps: list[int] = field(default_factory=list)
     train_curve: list[float | None] = field(default_factory=list)
     test_curve: list[float | None] = field(default_factory=list)
@@ -132,5 +133,5 @@ def group_results(outcomes: list[RunResult]) -> dict[str, GroupResult]:
         for key, curve in (("train_error", group.train_curve), ("test_error", group.test_curve)):
             for step in group.steps:
                 curve.append(mean_std(row.get(key) for run in group.runs for row in run.history
-                                      if row["step"] == step)[0])
+                                      if row["step"] == step).mean)
     return groups

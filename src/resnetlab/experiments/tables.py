@@ -6,22 +6,13 @@ from __future__ import annotations
 import csv
 import io
 import math
-import statistics
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from resnetlab.train.history import atomic_write_text
+from resnetlab.files import atomic_write_text
 
 DASH = "—"
-
-
-def mean_std(values: Iterable[float | None]) -> tuple[float | None, float | None, int]:
-    """(mean, sample standard deviation, n) of the values that are not None; std is 0 for one value."""
-    kept = [v for v in values if v is not None and math.isfinite(v)]
-    if not kept:
-        return None, None, 0
-    return statistics.fmean(kept), (statistics.stdev(kept) if len(kept) > 1 else 0.0), len(kept)
 
 
 def fixed(value: float | None, digits: int = 2, scale: float = 1.0) -> str:
@@ -83,29 +74,3 @@ def _cell(text: str) -> str:
 def read_csv(path: Path) -> list[dict[str, str]]:
     with open(path, newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
-
-
-def parse_markdown_table(text: str) -> list[dict[str, str]]:
-    """The first pipe table in ``text`` as rows of header -> cell (what the tests compare with the CSV)."""
-    lines = [line.strip() for line in text.splitlines()]
-    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
-    block = []
-    for line in lines[start:]:
-        if not line.startswith("|"):
-            break
-        block.append([cell.strip().replace("\\|", "|") for cell in split_row(line)])
-    header, body = block[0], block[2:]
-    return [dict(zip(header, row)) for row in body]
-
-
-def split_row(line: str) -> list[str]:
-    cells, current, escaped = [], "", False
-    for char in line.strip()[1:-1]:
-        if char == "|" and not escaped:
-            cells.append(current)
-            current = ""
-        else:
-            current += char
-        escaped = char == "\\"
-    cells.append(current)
-    return cells

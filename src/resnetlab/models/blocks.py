@@ -69,7 +69,7 @@ class BasicBlock(nn.Module):
     expansion = 1
 
     def __init__(self, in_channels: int, planes: int, stride: int = 1, shortcut: str = "B",
-                 residual: bool = True, stride_in_1x1: bool = False) -> None:
+                 residual: bool = True) -> None:
         super().__init__()
         out_channels = planes * self.expansion
         self.residual = residual

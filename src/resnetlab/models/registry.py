@@ -138,9 +138,20 @@ def _check_depth(info: ModelInfo) -> None:
     cifar_depth_to_blocks(info.depth, per_block, info.name)
 
 
-def create_model(name: str, **kwargs: Any) -> nn.Module:
-    """Build a registered model by name; keyword arguments go to its builder (``num_classes``, ``shortcut``...)."""
-    return model_info(name).build(**kwargs)
+def create_model(name: str, weights: str | None = None, **kwargs: Any) -> nn.Module:
+    """Build a registered model by name; keyword arguments go to its builder (``num_classes``, ``shortcut``...).
+
+    ``weights``: the tag of published trained weights to load (``"cifar10"``: ``models/weights.py``), checked
+    against their sha256; the model is then built with the options they were trained with.
+    """
+    if weights is None:
+        return model_info(name).build(**kwargs)
+    from resnetlab.models.weights import get_weights, load_published
+
+    published = get_weights(name, weights)
+    model = model_info(name).build(**{**published.record.get("model_kwargs", {}), **kwargs})
+    load_published(model, published, kwargs)
+    return model
 
 
 def _register_all() -> None:

@@ -30,7 +30,8 @@ class ResNet(GradCheckpointingMixin, nn.Module):
             (one 3x3 stride-1 conv, no pooling, for 32x32 images).
         shortcut: ``"A"``, ``"B"`` or ``"C"`` (DRL section 3.3).
         residual: ``False`` removes every shortcut: the paper's plain network.
-        stride_in_1x1: bottleneck stride on the first 1x1 conv (paper) instead of the 3x3 (torchvision).
+        stride_in_1x1: bottleneck stride on the first 1x1 conv (paper) instead of the 3x3 (torchvision);
+            basic blocks have no 1x1 conv, so it does not change them.
         zero_init_residual: zero the last BN's scale in every block so each starts as the identity
             (Goyal et al. 2017, "Accurate, Large Minibatch SGD"); only meaningful with shortcuts.
     """
@@ -73,10 +74,11 @@ class ResNet(GradCheckpointingMixin, nn.Module):
 
     def _make_layer(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
         """One stage; the first block changes the shape, so its shortcut is the one the option decides."""
+        options = {"stride_in_1x1": self.stride_in_1x1} if issubclass(self.block, Bottleneck) else {}
         layers = []
         for index in range(blocks):
             layers.append(self.block(self.inplanes, planes, stride if index == 0 else 1, self.shortcut_option,
-                                     self.residual, self.stride_in_1x1))
+                                     self.residual, **options))
             self.inplanes = planes * self.block.expansion
         return nn.Sequential(*layers)
 

@@ -30,6 +30,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from resnetlab.errors import CheckpointError
+from resnetlab.files import fsync_tree
 
 FORMAT = "resnetlab-checkpoint/1"
 MODEL_FILE = "model.safetensors"
@@ -66,14 +67,14 @@ def save_checkpoint(run_dir: Path, kind: str, model_state: dict[str, torch.Tenso
         temporary = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder))
         save_file(tensors, temporary / MODEL_FILE, metadata={"format": FORMAT, "resnetlab": json.dumps(metadata)})
         torch.save({**state, "format": FORMAT, "step": int(metadata["step"])}, temporary / STATE_FILE)
-        _fsync_dir(temporary)
+        fsync_tree(temporary)
         if final.exists():  # the same step saved again (e.g. a stop request right after an epoch's checkpoint)
             final.rename(stale)  # a kill before the next line leaves .old-*, which clean_temporary puts back
             temporary.rename(final)
             shutil.rmtree(stale, ignore_errors=True)
         else:
             temporary.rename(final)
-        _fsync_dir(folder)
+        fsync_tree(folder)
     except BaseException as error:
         if temporary is not None:
             shutil.rmtree(temporary, ignore_errors=True)
@@ -101,21 +102,6 @@ def _write_failure(error: BaseException, final: Path, kept: list[Path], run_dir:
     remedy = "free some space" if full else "fix that"
     return (f"cannot write checkpoint {final}: {'no space left on device' if full else text}; {previous}. "
             f"{remedy.capitalize()}, then resume with: resnetlab train --resume {run_dir}")
-
-
-def _fsync_dir(path: Path) -> None:
-    for file in [*path.iterdir(), path] if path.is_dir() else [path]:
-        if file.is_file() or file == path:
-            try:
-                fd = os.open(file, os.O_RDONLY)
-            except OSError:
-                continue
-            try:
-                os.fsync(fd)
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
 
 
 def list_checkpoints(run_dir: Path, kind: str = "step") -> list[Path]:

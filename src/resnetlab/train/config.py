@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
+import tomli_w
+
 from resnetlab.errors import UserError
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
@@ -205,22 +207,5 @@ def resolve_config(recipe: str = "paper", config_file: str | Path | None = None,
 
 
 def to_toml(values: dict[str, Any]) -> str:
-    """A flat table of str / bool / int / float / list values as TOML (the standard library only reads TOML)."""
-    def literal(value: Any) -> str:
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        if isinstance(value, str):
-            return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        if isinstance(value, float):
-            return repr(value) if math.isfinite(value) else ("nan" if math.isnan(value) else
-                                                             ("inf" if value > 0 else "-inf"))
-        if isinstance(value, list):
-            return "[" + ", ".join(literal(item) for item in value) + "]"
-        return str(value)
-
-    return "".join(f"{key} = {literal(value)}\n" for key, value in values.items())
-
-
-def config_from_toml_text(text: str) -> TrainConfig:
-    table = tomllib.loads(text)
-    return TrainConfig(**{key: coerce(key, value) for key, value in table.items()})
+    """A flat table as TOML text (tomli-w: the standard library only reads TOML)."""
+    return tomli_w.dumps(values)

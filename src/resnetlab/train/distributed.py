@@ -67,8 +67,3 @@ def sum_across(values: list[float], info: Distributed, device: torch.device) -> 
 def any_across(flag: bool, info: Distributed, device: torch.device) -> bool:
     """True on every process when it is true on one: all stop at the same step."""
     return bool(sum_across([float(flag)], info, device)[0]) if info.enabled else flag
-
-
-def barrier(info: Distributed) -> None:
-    if info.enabled:
-        dist.barrier()

@@ -15,6 +15,7 @@ import torch
 
 import resnetlab
 from resnetlab.errors import UserError
+from resnetlab.train.precision import cpu_facts
 
 
 def pick_device(name: str) -> torch.device:
@@ -82,6 +83,7 @@ def describe_environment(device: torch.device) -> dict[str, Any]:
         "git_revision": git_revision(),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        **cpu_facts().to_dict(),  # model, torch's vector unit, the flags that decide speed and --amp auto
         "cpu_threads": torch.get_num_threads(),
         "device": str(device),
     }

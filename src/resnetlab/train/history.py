@@ -11,34 +11,16 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from resnetlab.files import atomic_write_text
 
 HISTORY_FIELDS = [
     "epoch", "step", "lr", "train_loss", "train_acc", "train_error", "val_loss", "val_acc", "val_error",
     "test_loss", "test_acc", "test_error", "val_acc_flip", "test_acc_flip", "epoch_seconds", "wall_seconds",
     "images_per_sec",
 ]
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temporary, 0o666 & ~umask)  # mkstemp's 0600 would hide run records from other users
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _clean(value: Any) -> Any:
@@ -66,10 +48,6 @@ def read_history(run_dir: Path) -> list[dict[str, Any]]:
             return [{key: (float(value) if value not in ("", None) else None) for key, value in row.items()}
                     for row in csv.DictReader(handle)]
     return []
-
-
-def write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 class TensorBoardMirror:

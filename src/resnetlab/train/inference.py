@@ -14,8 +14,9 @@ from resnetlab.data import DeviceLoader, Normalizer, load_dataset
 from resnetlab.data.decode import decode_image
 from resnetlab.errors import CheckpointError, DataError
 from resnetlab.models import create_model, fold_batchnorm
+from resnetlab.models.weights import get_weights, parse_weights_name
 from resnetlab.train.checkpoint import load_checkpoint
-from resnetlab.train.evaluate import Evaluation, evaluate
+from resnetlab.train.evaluate import Evaluation, autocast_context, evaluate
 
 
 @dataclass
@@ -28,11 +29,21 @@ class TrainedModel:
     source: Path
 
 
+def weights_source(path: str | Path) -> Path:
+    """``path`` itself, or for a name of published weights (``resnet56.cifar10``) their file, hash checked."""
+    if not Path(path).exists() and (parsed := parse_weights_name(str(path))):
+        published = get_weights(*parsed)
+        published.verify()
+        return published.path
+    return Path(path)
+
+
 def load_trained(path: str | Path, device: torch.device | str = "cpu", fold_bn: bool = False) -> TrainedModel:
-    """A checkpoint (run directory, checkpoint directory or model.safetensors) ready for inference, eval mode;
+    """A checkpoint (run directory, checkpoint directory, model.safetensors, or published weights such as
+    ``resnet56.cifar10``) ready for inference, eval mode;
     ``fold_bn`` merges BatchNorm into the convolutions (faster, same outputs to float rounding; the layer
     responses of the paper's Figure 7 need the BN outputs, so they load without it)."""
-    checkpoint = load_checkpoint(path, with_state=False)
+    checkpoint = load_checkpoint(weights_source(path), with_state=False)
     meta = checkpoint.metadata
     try:
         model = create_model(meta["model"], **meta["model_kwargs"])
@@ -50,8 +61,9 @@ def load_trained(path: str | Path, device: torch.device | str = "cpu", fold_bn: 
 
 
 def evaluate_checkpoint(trained: TrainedModel, data: str | None, split: str = "test",
-                        device: torch.device | str = "cpu", batch_size: int = 500) -> Evaluation:
-    """Accuracy, loss and confusion matrix of ``split`` ("test" or "train") of a dataset."""
+                        device: torch.device | str = "cpu", batch_size: int = 500, amp: bool = False) -> Evaluation:
+    """Accuracy, loss and confusion matrix of ``split`` ("test" or "train") of a dataset; ``amp``: bf16 autocast
+    (``precision.choose_precision`` decides it)."""
     dataset = load_dataset(data, image_size=trained.image_size)
     if dataset.classes != trained.classes:
         raise DataError(f"the data's classes {dataset.classes[:5]}... differ from the checkpoint's "
@@ -59,19 +71,23 @@ def evaluate_checkpoint(trained: TrainedModel, data: str | None, split: str = "t
     arrays = dataset.test if split == "test" else dataset.train
     loader = DeviceLoader(arrays, batch_size, device=device, normalizer=trained.normalizer, shuffle=False,
                           drop_last=False, channels_last=True)
-    return evaluate(trained.model, loader.epoch(0), len(trained.classes), torch.device(device))
+    return evaluate(trained.model, loader.epoch(0), len(trained.classes), torch.device(device), amp)
 
 
 @torch.no_grad()
-def predict_files(trained: TrainedModel, paths: list[str | Path], top_k: int = 3) -> list[dict[str, Any]]:
-    """Top-k classes and probabilities for each image file, resized to the model's input size."""
+def predict_files(trained: TrainedModel, paths: list[str | Path], top_k: int = 3,
+                  amp: bool = False) -> list[dict[str, Any]]:
+    """Top-k classes and probabilities for each image file, resized to the model's input size; ``amp``: bf16
+    autocast."""
     for path in paths:
         if not Path(path).is_file():
             raise DataError(f"not a file: {path}")
     images = np.stack([decode_image(str(path), Path(path), trained.image_size) for path in paths])
     device = next(trained.model.parameters()).device
     batch = torch.from_numpy(images).to(device).permute(0, 3, 1, 2)
-    probabilities = torch.softmax(trained.model(trained.normalizer(batch)).float(), dim=1)
+    with autocast_context(device, amp):
+        logits = trained.model(trained.normalizer(batch).contiguous(memory_format=torch.channels_last))
+    probabilities = torch.softmax(logits.float(), dim=1)
     k = min(top_k, len(trained.classes))
     values, indices = probabilities.topk(k, dim=1)
     return [{"file": str(path),

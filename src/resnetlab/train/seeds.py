@@ -4,23 +4,31 @@ from one seed says little, and run-to-run spread is the first question about any
 from __future__ import annotations
 
 import dataclasses
+import math
 import statistics
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from resnetlab.train.config import TrainConfig
-from resnetlab.train.history import atomic_write_text, write_json
+from resnetlab.files import atomic_write_text, write_json
 from resnetlab.train.loop import Log, fit
 
 SUMMARY_KEYS = ("final_test_acc", "selected_test_acc", "final_val_acc", "final_train_error", "wall_seconds")
 
 
-def mean_std(values: list[float]) -> dict[str, float | int | None]:
-    values = [v for v in values if v is not None]
-    if not values:
-        return {"mean": None, "std": None, "n": 0}
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "n": len(values)}
+class MeanStd(NamedTuple):
+    mean: float | None
+    std: float | None  # the sample standard deviation; 0 for one value
+    n: int
+
+
+def mean_std(values: Iterable[float | None]) -> MeanStd:
+    """Mean and sample standard deviation of the values that are neither None nor NaN/infinite."""
+    kept = [v for v in values if v is not None and math.isfinite(v)]
+    if not kept:
+        return MeanStd(None, None, 0)
+    return MeanStd(statistics.fmean(kept), statistics.stdev(kept) if len(kept) > 1 else 0.0, len(kept))
 
 
 def fit_seeds(config: TrainConfig, out: str | Path, seeds: list[int], *, log: Log = print,
@@ -34,7 +42,7 @@ def fit_seeds(config: TrainConfig, out: str | Path, seeds: list[int], *, log: Lo
         results.append(fit(dataclasses.replace(config, seed=seed), out / f"seed-{seed}", overrides=seed_overrides,
                            log=log, show_progress=show_progress))
     summary = {"model": config.model, "seeds": seeds, "runs": results,
-               **{key: mean_std([r.get(key) for r in results]) for key in SUMMARY_KEYS}}
+               **{key: mean_std(r.get(key) for r in results)._asdict() for key in SUMMARY_KEYS}}
     write_json(out / "summary.json", summary)
     lines = [f"# {config.model}: {len(seeds)} seeds ({', '.join(map(str, seeds))})", "",
              "| metric | mean | std | n |", "|---|---:|---:|---:|"]

@@ -1,0 +1,79 @@
+"""Nothing half-written: every file resnetlab writes goes to a temporary file beside its destination and is renamed
+into place in one step, so a reader, a kill or a full disk sees the old file or the new one, never a torn one.
+
+``atomic_path`` is the one mechanism; ``atomic_write_text`` and ``write_json`` are its two common uses. A file
+written by a library (``savefig``, ``np.save``, ONNX) is written to the temporary path the context yields.
+Checkpoints are directories: ``train/checkpoint.py`` writes their files into a temporary directory and renames it,
+with ``fsync_tree`` from here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; when the block ends without an exception the file is flushed to
+    disk and renamed to ``path``, otherwise it is deleted and ``path`` is left as it was.
+
+    The temporary name keeps ``path``'s suffix (``suffix`` overrides it): matplotlib and numpy choose the format
+    from it. The file gets the permissions of a normally created one (mkstemp's 0600 would hide run records from
+    other users).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix if suffix is None else suffix,
+                                dir=path.parent)
+    os.close(fd)
+    temporary = Path(name)
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        os.chmod(temporary, 0o666 & ~umask)
+        yield temporary
+        fsync_tree(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)  # gone already after a successful rename
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    with atomic_path(path) as temporary:
+        with open(temporary, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+    return Path(path)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    with atomic_path(path) as temporary:
+        temporary.write_bytes(data)
+    return Path(path)
+
+
+def write_json(path: str | os.PathLike, data: Any) -> Path:
+    return atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def fsync_tree(path: Path) -> None:
+    """Flush a file, or a directory and the files directly in it, to disk (best effort: some file systems refuse)."""
+    path = Path(path)
+    for item in [*path.iterdir(), path] if path.is_dir() else [path]:
+        if not (item.is_file() or item == path):
+            continue
+        try:
+            fd = os.open(item, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)

@@ -1,0 +1,121 @@
+"""What a run says at its start and after its first seconds: the data, the model, the device, the length of the
+run and when it should end. Observation only: nothing here changes what is trained."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from resnetlab.models import model_info
+
+if TYPE_CHECKING:
+    from resnetlab.train.loop import Session
+
+# A 7x7 stride-2 stem and a max-pool divide the side by 4 before the first stage, and the stages by 8 more:
+# below 64 px the last stage sees 1x1 maps (DRL Table 1 is designed for 224x224).
+SMALL_FOR_IMAGENET_STEM = 64
+FIRST_ESTIMATE_AFTER_S = 10.0
+# Evaluation runs forward only, in eval mode: about 2.3x the training rate per image on a 2-core CPU
+# (14 s for the 10k test images against ~310 img/s of training), a little more on a GPU.
+EVAL_SPEEDUP = 2.3
+
+
+def small_image_warning(model: str, image_size: int) -> str | None:
+    """A warning (not a refusal) for an ImageNet-stem net on small images, naming the nets made for them."""
+    try:
+        family = model_info(model).family
+    except Exception:  # an unknown name is refused elsewhere, with its own message
+        return None
+    if family not in ("imagenet", "imagenet_plain") or image_size >= SMALL_FOR_IMAGENET_STEM:
+        return None
+    suggestion = f"{model}_cifar" if family == "imagenet" and model in ("resnet18", "resnet34") else "resnet18_cifar"
+    return (f"warning: {model} has the ImageNet stem (7x7 stride-2 conv + max-pool), made for 224x224 images; "
+            f"on {image_size}x{image_size} images its last stage sees 1x1 feature maps. For small images use "
+            f"{suggestion} (the same blocks with a CIFAR stem) or a CIFAR net of the papers (resnet20 ... "
+            "resnet110, resnet164v2). Training goes on.")
+
+
+def duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    if seconds < 90:
+        return f"{seconds} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
+def startup_lines(session: Session) -> list[str]:
+    """Model and parameter count, device and precision, data split sizes, steps and epochs."""
+    config, progress = session.config, session.progress
+    params = sum(p.numel() for p in session.model.parameters())
+    device = session.device
+    where = (f"{device} ({__import__('torch').cuda.get_device_name(device)})" if device.type == "cuda"
+             else f"cpu ({__import__('torch').get_num_threads()} threads)")
+    precision = "bf16 autocast" if session.amp else "fp32"
+    layout = "channels_last" if session.train_loader.channels_last else "NCHW"
+    sizes = [f"{len(session.train_loader.labels):,} training"] + [
+        f"{len(loader.labels):,} {split}" for split, loader in session.eval_loaders.items()]
+    total, per_epoch = session.total_steps, session.steps_per_epoch
+    lines = [f"model: {config.model}, {params:,} parameters, {len(session.classes)} classes",
+             f"device: {where}, {precision}, {layout}",
+             f"data: {', '.join(sizes)} images of {config.image_size}x{config.image_size}",
+             f"length: {total:,} steps of batch {config.batch_size} = {plural(config.num_epochs(per_epoch), 'epoch')} "
+             f"({per_epoch:,} steps each), evaluated after each epoch"]
+    if progress.step:
+        lines.append(f"resuming at step {progress.step:,} (epoch {progress.epoch + 1})")
+    warning = small_image_warning(config.model, config.image_size)
+    if warning:
+        lines.append(warning)
+    return lines
+
+
+class EtaClock:
+    """Prints when the run should end: once after its first seconds of steps, and again after its first
+    epoch (then with the measured evaluation time)."""
+
+    def __init__(self, session: Session, log: Callable[[str], None]) -> None:
+        self.session, self.log = session, log
+        self.start_step = session.progress.step
+        self.started = time.perf_counter()
+        self.early_done = self.epoch_done = False
+
+    def _eval_images(self) -> int:
+        flips = 2 if self.session.config.eval_flip else 1
+        return flips * sum(len(loader.labels) for loader in self.session.eval_loaders.values())
+
+    def tick(self, step: int) -> None:
+        """After a progress update: the first estimate, from the steps so far."""
+        elapsed = time.perf_counter() - self.started
+        if self.early_done or elapsed < FIRST_ESTIMATE_AFTER_S or step <= self.start_step:
+            return
+        self.early_done = True
+        session = self.session
+        step_s = elapsed / (step - self.start_step)
+        remaining_steps = session.total_steps - step
+        images_s = session.config.batch_size / step_s
+        epochs_left = session.config.num_epochs(session.steps_per_epoch) - session.progress.epoch
+        eval_s = epochs_left * self._eval_images() / (EVAL_SPEEDUP * images_s)
+        self.log(f"speed: {images_s:,.0f} img/s after {elapsed:.0f} s; the rest of the run "
+                 f"({remaining_steps:,} steps, {plural(epochs_left, 'evaluation')}) should take about "
+                 f"{duration(remaining_steps * step_s + eval_s)}: done around {_clock(remaining_steps * step_s + eval_s)}")
+
+    def epoch_end(self, epoch_wall_s: float) -> None:
+        """After the first complete epoch of this process: the estimate from a whole epoch, evaluation included."""
+        if self.epoch_done:
+            return
+        self.epoch_done = True
+        session = self.session
+        epochs_left = session.config.num_epochs(session.steps_per_epoch) - session.progress.epoch
+        if epochs_left > 0:
+            left = epochs_left * epoch_wall_s
+            self.log(f"eta: {epochs_left} more epoch{'' if epochs_left == 1 else 's'} of about {duration(epoch_wall_s)} each (evaluation "
+                     f"included): done around {_clock(left)} ({duration(left)})")
+
+
+def _clock(seconds_from_now: float) -> str:
+    return time.strftime("%H:%M", time.localtime(time.time() + seconds_from_now))

@@ -1,0 +1,112 @@
+"""Which precision a run computes in: bf16 autocast where the hardware does bf16 arithmetic, fp32 elsewhere.
+
+``--amp auto`` (the default of ``train``, ``eval``, ``predict``, ``bench`` and the experiments) is decided here and
+only here. On CUDA it is bf16 where the GPU has bf16 units (Ampere and later). On a CPU it is bf16 only where the
+processor multiplies bf16 natively, with AMX-BF16 tiles or AVX512-BF16 instructions (Intel Cooper Lake, Sapphire
+Rapids and later; AMD Zen 4 and later): there, oneDNN's bf16 convolutions ran ResNet-20 training 1.7x and inference
+2.7x faster than fp32 (benchmarks/README.md). Without them (AVX2-only processors, older AVX-512 ones) PyTorch
+emulates bf16 by converting to fp32 and back, which is slower than fp32 itself, so ``auto`` stays fp32.
+``--amp bf16`` or ``--amp off`` force either.
+"""
+
+from __future__ import annotations
+
+import functools
+import platform
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo names of the native bf16 instructions (x86)
+SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", *BF16_FLAGS, "amx_tile")  # what bench prints
+CHOICES = ("auto", "bf16", "off")
+
+
+@dataclass(frozen=True)
+class CpuFacts:
+    """The processor as Linux describes it, and the vector unit PyTorch's own kernels dispatched to."""
+
+    model: str
+    capability: str  # torch.backends.cpu.get_cpu_capability(): DEFAULT, AVX2, AVX512, ...
+    flags: frozenset[str]
+
+    @property
+    def native_bf16(self) -> bool:
+        return any(flag in self.flags for flag in BF16_FLAGS)
+
+    def speed_flags(self) -> list[str]:
+        return [flag for flag in SPEED_FLAGS if flag in self.flags]
+
+    def describe(self) -> str:
+        """One line: ``AMD EPYC (torch AVX2; avx2 fma; no native bf16)``."""
+        bf16 = "native bf16" if self.native_bf16 else "no native bf16"
+        return f"{self.model} (torch {self.capability}; {' '.join(self.speed_flags()) or 'no AVX'}; {bf16})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"cpu_model": self.model, "cpu_capability": self.capability, "cpu_flags": self.speed_flags(),
+                "cpu_native_bf16": self.native_bf16}
+
+
+def parse_cpuinfo(text: str) -> tuple[str, frozenset[str]]:
+    """(model name, flags) of the first processor in a /proc/cpuinfo text."""
+    model, flags = "", frozenset()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and not model:
+            model = value.strip()
+        elif key in ("flags", "Features") and not flags:  # x86 names them flags, ARM Features
+            flags = frozenset(value.split())
+    return model, flags
+
+
+@functools.cache
+def cpu_facts() -> CpuFacts:
+    try:
+        model, flags = parse_cpuinfo(Path("/proc/cpuinfo").read_text())
+    except OSError:  # not Linux: no flags known, so auto stays fp32
+        model, flags = "", frozenset()
+    return CpuFacts(model or platform.processor() or platform.machine(), torch.backends.cpu.get_cpu_capability(),
+                    flags)
+
+
+@dataclass(frozen=True)
+class Precision:
+    requested: str  # auto | bf16 | off
+    bf16: bool  # whether the step runs under bf16 autocast
+    reason: str
+
+    @property
+    def name(self) -> str:
+        return "bf16" if self.bf16 else "fp32"
+
+    def line(self) -> str:
+        return f"precision: {'bf16 autocast' if self.bf16 else 'fp32'} (--amp {self.requested}: {self.reason})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "precision": self.name}
+
+
+def choose_precision(requested: str, device: torch.device | str, cpu: CpuFacts | None = None) -> Precision:
+    """The precision for ``device`` under ``--amp requested``; ``cpu`` replaces this machine's facts (tests)."""
+    if requested not in CHOICES:
+        raise ValueError(f"amp must be one of {', '.join(CHOICES)}, got {requested!r}")
+    device = torch.device(device)
+    if device.type == "cuda":
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+        where = f"{torch.cuda.get_device_name(device)} {'has' if native else 'has no'} bf16 units"
+    elif device.type == "cpu":
+        cpu = cpu or cpu_facts()
+        native = cpu.native_bf16
+        found = [flag for flag in BF16_FLAGS if flag in cpu.flags]
+        where = (f"{cpu.model} has {' and '.join(found)}" if native
+                 else f"{cpu.model} has no native bf16 (no amx_bf16 or avx512_bf16)")
+    else:
+        native, where = False, f"no bf16 rule for {device.type}"
+    if requested == "off":
+        return Precision(requested, False, "forced")
+    if requested == "bf16":
+        return Precision(requested, True, "forced" + ("" if native else f"; {where}, so it is emulated and slow"))
+    return Precision(requested, native, where)

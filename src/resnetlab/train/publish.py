@@ -1,0 +1,129 @@
+"""Publish a trained run's final weights into a weights folder (``resnetlab publish RUN_DIR``).
+
+The final step checkpoint is taken (the weights the run's final errors describe: no model selection), its test
+accuracy measured again exactly as ``resnetlab eval`` measures it, and the fp32 weights written with a
+``published`` record (recipe, config, data, accuracy, where it was measured) next to the checkpoint's own
+metadata; ``index.json`` gets the file's sha256. ``models/weights.py`` reads them back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+import resnetlab
+from resnetlab.errors import UserError
+from resnetlab.models.weights import INDEX_FILE, INDEX_FORMAT, PACKAGE_WEIGHTS, PublishedWeights, file_sha256, read_index
+from resnetlab.train.checkpoint import FORMAT, list_checkpoints, load_checkpoint
+from resnetlab.train.config import recipe_names, resolve_config
+from resnetlab.train.history import atomic_write_text, read_history
+from resnetlab.train.inference import evaluate_checkpoint, load_trained
+
+# Fields that do not change what is trained (or only where it runs), left out when naming a config's recipe.
+NOT_RECIPE = {"model", "seed", "data", "device", "tensorboard", "log_every", "eval_every", "checkpoint_every",
+              "keep_checkpoints", "cuda_graphs", "compile", "deterministic", "shortcut"}
+EVAL_SETTINGS = "final weights, whole test split, fp32, BatchNorm folded, channels_last (as resnetlab eval)"
+
+
+def recipe_of(config: dict[str, Any]) -> str:
+    """The recipe a config is (``"paper"``), or the nearest one and what differs (``"fast with lr=0.8"``)."""
+    best: tuple[int, str, list[str]] | None = None
+    for name in recipe_names():
+        values = resolve_config(name).to_dict()
+        changed = [f"{key}={config[key]!r}" for key in sorted(values)
+                   if key not in NOT_RECIPE and key in config and config[key] != values[key]]
+        if best is None or len(changed) < best[0]:
+            best = (len(changed), name, changed)
+    _, name, changed = best
+    return name if not changed else f"{name} with {', '.join(changed)}"
+
+
+def final_checkpoint_of(source: Path) -> Path:
+    """A finished run's last step checkpoint; a checkpoint directory or weights file as given."""
+    if (source / "checkpoints").is_dir():
+        if not (source / "results.json").exists():
+            raise UserError(f"{source} has not finished training (no results.json); finish it first, or name one "
+                            "of its checkpoint directories to publish those weights as they are")
+        found = list_checkpoints(source, "step")
+        if not found:
+            raise UserError(f"{source}: no step checkpoint to publish")
+        return found[0]
+    if not source.exists():
+        raise UserError(f"nothing to publish at {source}")
+    return source
+
+
+def data_sha256(data: str) -> str | None:
+    path = Path(data)
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def publish(source: str | Path, tag: str = "cifar10", weights_dir: str | Path | None = None, *,
+            data: str | None = None, data_description: str = "", device: str = "cpu",
+            log=print) -> PublishedWeights:
+    """Write ``<model>-<tag>.safetensors`` into ``weights_dir`` (default: the package's) and index it."""
+    if not tag or not tag.replace("_", "").replace("-", "").isalnum():
+        raise UserError(f"a tag is letters, digits, '-' and '_' (e.g. cifar10), got {tag!r}")
+    source = Path(source)
+    checkpoint_path = final_checkpoint_of(source)
+    checkpoint = load_checkpoint(checkpoint_path, with_state=checkpoint_path.is_dir())
+    metadata = {key: value for key, value in checkpoint.metadata.items() if key != "published"}
+    earlier = checkpoint.metadata.get("published", {})
+    config = checkpoint.state["config"] if checkpoint.state else earlier.get("config", {})
+    data = data or metadata.get("data") or None
+    if data is None:
+        raise UserError(f"{checkpoint_path} does not say which data it was trained on; give --data")
+
+    trained = load_trained(checkpoint_path, device, fold_bn=True)
+    log(f"measuring {metadata['model']} on the test split of {data} ({device})")
+    result = evaluate_checkpoint(trained, data, "test", device)
+    history = read_history(source) if source.is_dir() else []
+    last = next((row for row in reversed(history) if not row.get("partial")), {})
+    environment = json.loads((source / "environment.json").read_text()) if (source / "environment.json").exists() else {}
+    record = {
+        "model": metadata["model"], "tag": tag, "model_kwargs": metadata.get("model_kwargs", {}),
+        "params": sum(t.numel() for k, t in checkpoint.model_state.items() if not k.endswith("num_batches_tracked")),
+        "recipe": recipe_of(config) if config else earlier.get("recipe", "unknown"),
+        "data": data_description or earlier.get("data", "") or str(data), "data_source": str(data),
+        "data_sha256": data_sha256(str(data)) or earlier.get("data_sha256"),
+        "normalization": config.get("normalization", earlier.get("normalization", "")),
+        "test_acc": result.accuracy, "test_images": result.count, "eval_device": str(device),
+        "eval_settings": EVAL_SETTINGS, "steps": metadata.get("step"),
+        "training_final_test_acc": last.get("test_acc", earlier.get("training_final_test_acc")),
+        "trained_on": environment.get("gpu") or environment.get("device") or earlier.get("trained_on"),
+        "published": time.strftime("%Y-%m-%d"), "resnetlab": resnetlab.__version__, "torch": torch.__version__,
+    }
+    folder = Path(weights_dir) if weights_dir else PACKAGE_WEIGHTS
+    folder.mkdir(parents=True, exist_ok=True)
+    file_name = f"{metadata['model']}-{tag}.safetensors"
+    temporary = folder / f".{file_name}.{os.getpid()}.tmp"
+    tensors = {key: value.detach().float().contiguous() if value.is_floating_point() else value.contiguous()
+               for key, value in checkpoint.model_state.items()}
+    published_meta = {**metadata, "published": {**record, "config": config}}
+    try:
+        save_file(tensors, temporary, metadata={"format": FORMAT, "resnetlab": json.dumps(published_meta)})
+        os.replace(temporary, folder / file_name)
+    finally:
+        temporary.unlink(missing_ok=True)
+    sha = file_sha256(folder / file_name)
+    name = f"{metadata['model']}.{tag}"
+    index = read_index(folder)
+    index[name] = {**record, "file": file_name, "sha256": sha, "bytes": (folder / file_name).stat().st_size}
+    atomic_write_text(folder / INDEX_FILE, json.dumps({"format": INDEX_FORMAT, "weights": dict(sorted(index.items()))},
+                                                      indent=1) + "\n")
+    log(f"published {name}: {folder / file_name} (sha256 {sha[:12]}...), test accuracy {100 * result.accuracy:.2f}% "
+        f"on {result.count} images, recipe {record['recipe']}")
+    return PublishedWeights(metadata["model"], tag, folder / file_name, sha, index[name])
