@@ -1,6 +1,7 @@
 """One GPU session's measurements in one command. Each part is timed against a budget and skipped, not cut
 short, when it would not fit; results go to OUT/results.json as they come, so a killed session still leaves what
-it measured. Plans (``--plan``):
+it measured. Every plan first runs the CUDA tests (tests/train/test_cuda.py: graphed vs eager step, resume of a
+graphed run, evaluation under graphs). Plans (``--plan``):
 
 - ``full``: throughput against the typical pipeline, a profile, very deep nets with and without activation
   checkpointing, the `fast` recipe's time to accuracy (3 seeds), compiled ResNet-20, the full `paper` recipe.
@@ -82,6 +83,18 @@ class Session:
         self.results["parts"][name] = {"seconds": round(time.perf_counter() - start, 2)}
         self.log(f"END {name} in {time.perf_counter() - start:.1f}s")
         self.save()
+
+
+def cuda_tests(timeout: float = 240) -> dict:
+    """tests/train/test_cuda.py on this machine (skipped there without a GPU); the outcome and pytest's summary."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root / "src")}
+    done = subprocess.run([sys.executable, "-m", "pytest", "tests/train/test_cuda.py", "-q", "-rA", "-p",
+                           "no:cacheprovider"], cwd=root, env=env, capture_output=True, text=True, timeout=timeout,
+                          check=False)
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    return {"passed": done.returncode == 0, "returncode": done.returncode, "summary": lines[-1] if lines else "",
+            "tail": lines[-40:]}
 
 
 def environment(device: torch.device) -> dict:
@@ -315,6 +328,7 @@ def main() -> None:
     batches = [16, 32, 64] if smoke else [128, 512, 1024]
 
     s.part("environment", 0, lambda: environment(device))
+    s.part("cuda_tests", 60, cuda_tests)
     if args.plan == "follow-up":
         follow_up(s, device, runs)
         s.log("done")

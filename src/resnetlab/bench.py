@@ -17,13 +17,13 @@ import torch
 
 from resnetlab.data import DeviceLoader, fit_normalizer, load_dataset
 from resnetlab.models import create_model, fold_batchnorm, model_info
+from resnetlab.train.compiled import compile_for_inference
 from resnetlab.train.config import TrainConfig
 from resnetlab.train.environment import keep_freed_memory_for_reuse
-from resnetlab.train.evaluate import autocast_context
 from resnetlab.train.graphs import GraphedStep, graphed_if_supported
-from resnetlab.train.loop import build_train_step
 from resnetlab.train.optim import build_optimizer
-from resnetlab.train.precision import choose_precision, cpu_facts
+from resnetlab.train.precision import autocast_context, choose_precision, cpu_facts
+from resnetlab.train.step import build_train_step
 
 
 @dataclass
@@ -185,7 +185,9 @@ def profile_train_step(model_name: str, batch_size: int, device: torch.device, *
 def bench_inference(model_name: str, batch_size: int, device: torch.device, *, steps: int = 20, warmup: int = 5,
                     config: TrainConfig | None = None, fold_bn: bool = True) -> BenchResult:
     """Inference images/s: eval mode, ``torch.inference_mode``, the configured precision and memory format, and
-    BatchNorm folded into the convolutions as ``resnetlab eval`` and ``predict`` run it (``fold_bn``)."""
+    BatchNorm folded into the convolutions as ``resnetlab eval`` and ``predict`` run it (``fold_bn``);
+    ``config.compile``: through ``compile_for_inference`` (inductor with freezing), its compilation counted in the
+    warm-up seconds."""
     config = config or bench_config(device)
     torch.backends.cudnn.benchmark = True
     info = model_info(model_name)
@@ -196,9 +198,9 @@ def bench_inference(model_name: str, batch_size: int, device: torch.device, *, s
     if config.channels_last == "on":
         model = model.to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)
-    forward = torch.compile(model) if config.compile else model
     reset_peak_memory(device)
     amp = choose_precision(config.amp, device).bf16
+    forward = compile_for_inference(model) if config.compile else model
 
     def run_step() -> None:
         with torch.inference_mode(), autocast_context(device, amp):

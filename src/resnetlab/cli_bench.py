@@ -11,8 +11,10 @@ from pathlib import Path
 from types import ModuleType
 
 import resnetlab
+from resnetlab.cli_config import add_config_flags, config_overrides
 from resnetlab.errors import UserError
 
+BENCH_FIELDS = ("augmentation", "amp", "channels_last", "compile", "cuda_graphs", "activation_checkpointing")
 DEFAULT_BASELINE = Path(resnetlab.__file__).resolve().parents[2] / "benchmarks" / "typical_pipeline.py"
 
 
@@ -37,14 +39,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
     device = pick_device(args.device)
     config = bench_config(device)
-    changes = {key: value for key, value in (("amp", args.amp), ("channels_last", args.channels_last),
-                                             ("cuda_graphs", args.cuda_graphs),
-                                             ("augmentation", args.augmentation)) if value}
-    if args.compile:
-        changes["compile"] = True
-    if args.activation_checkpointing:
-        changes["activation_checkpointing"] = args.activation_checkpointing
-    config = replace(config, **changes).validate()
+    config = replace(config, **config_overrides(args, BENCH_FIELDS)).validate()
     modes = split_list(args.mode)
     if not set(modes) <= {"train", "infer"}:
         raise UserError(f"--mode takes train and/or infer, got {args.mode!r}")
@@ -124,16 +119,6 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--data", default="synthetic", help="data for the training benchmark (default synthetic)")
     bench.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
     bench.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation happens here)")
-    bench.add_argument("--amp", choices=["auto", "bf16", "off"],
-                       help="default auto: bf16 where the GPU or CPU computes it natively, else fp32")
-    bench.add_argument("--channels-last", choices=["on", "off"], help="default: on")
-    bench.add_argument("--cuda-graphs", choices=["auto", "on", "off"],
-                       help="replay the whole training step as a CUDA graph (default auto: on CUDA where supported)")
-    bench.add_argument("--compile", action="store_true", help="torch.compile the model")
-    bench.add_argument("--augmentation", choices=["crop_flip", "keras", "none"],
-                       help="training augmentation (default crop_flip; keras: the tutorial's shifts and flips)")
-    bench.add_argument("--activation-checkpointing", type=int, default=0, metavar="K",
-                       help="checkpoint every K blocks (-1: per stage)")
     bench.add_argument("--fold-bn", choices=["on", "off"], default="on",
                        help="inference with BatchNorm folded into the convolutions, as eval and predict run it")
     bench.add_argument("--runtime", choices=["torch", "onnxruntime", "both"], default="torch",
@@ -144,4 +129,5 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--profile", action="store_true",
                        help="also profile the eager training step: wall vs GPU kernel time per step, top operators")
     bench.add_argument("--json", action="store_true")
+    add_config_flags(bench, BENCH_FIELDS, title="training settings measured (default: the loop's choice on the device)")
     bench.set_defaults(func=cmd_bench)

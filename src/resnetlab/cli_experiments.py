@@ -4,22 +4,15 @@ and ``resnetlab report``. Each is a thin layer over ``resnetlab.experiments``.""
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 from pathlib import Path
 from typing import Any
 
-from resnetlab.cli_train import collect_overrides, parse_ints, parse_set
+from resnetlab.cli_config import add_config_flags, add_set_flag, config_overrides, parse_ints
 from resnetlab.errors import UserError
 
 GRADIENT_MODELS = "plain20,plain56,plain110,resnet20,resnet56,resnet110"
-TRAINING_FLAGS: dict[str, tuple[str, type, str]] = {  # flag -> (TrainConfig field, type, help)
-    "--data": ("data", str, "PATH (folder or archive), cifar10, cifar100 or synthetic (default: resnetlab's)"),
-    "--batch-size": ("batch_size", int, "training batch size"),
-    "--lr": ("lr", float, "peak learning rate"),
-    "--val-split": ("val_split", int, "training images held out for validation (0: none)"),
-    "--device": ("device", str, "auto, cpu, cuda or cuda:N"),
-}
+TRAINING_FIELDS = ("data", "batch_size", "lr", "val_split", "device", "deterministic", "epochs", "iterations")
 
 
 def parse_names(text: str) -> list[str]:
@@ -30,27 +23,8 @@ def parse_names(text: str) -> list[str]:
 
 
 def command_line(args: argparse.Namespace) -> str:
-    """The command as it ran (every option with its value, defaults included), for ``experiment.json``."""
-    parts = ["resnetlab", args.command, *([args.experiment] if getattr(args, "experiment", None) else [])]
-    for action in args.parser._actions:
-        value = getattr(args, action.dest, None)
-        if action.dest in ("help", "quiet") or value is None or value is False:
-            continue
-        if not action.option_strings:
-            parts += [str(v) for v in (value if isinstance(value, list) else [value])]
-            continue
-        flag = action.option_strings[-1]
-        if action.nargs == 0:
-            parts.append(flag)
-        elif action.dest == "set":
-            parts += [item for key, v in value for item in (flag, f"{key}={json.dumps(v)}")]
-        elif isinstance(value, list) and action.nargs in ("+", "*"):
-            parts += [flag, *map(str, value)]
-        elif isinstance(value, list):
-            parts += [flag, ",".join(map(str, value))]
-        else:
-            parts += [flag, str(value)]
-    return shlex.join(parts)
+    """The command exactly as it was typed (``cli.main`` keeps its arguments), for ``experiment.json``."""
+    return shlex.join(["resnetlab", *args.argv])
 
 
 def base_config(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
@@ -59,7 +33,7 @@ def base_config(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 
     if args.epochs is not None and args.iterations is not None:
         raise UserError("give --epochs or --iterations, not both")
-    overrides = collect_overrides(args, TRAINING_FLAGS, {"--deterministic": "deterministic"})
+    overrides = config_overrides(args, TRAINING_FIELDS)
     config = resolve_config(args.recipe, args.config, overrides)
     return config, {"command": command_line(args), "recipe": args.recipe, "config_file": args.config,
                     "overrides": overrides, "seeds": args.seeds}
@@ -76,7 +50,7 @@ def cmd_degradation(args: argparse.Namespace) -> None:
 
     config, arguments = base_config(args)
     show(run_degradation(args.depths, args.seeds, args.out, config, arguments,
-                         show_progress=False if args.quiet else None), Path(args.out))
+                         show_progress=False if args.quiet else None, concurrent=args.concurrent), Path(args.out))
 
 
 def cmd_shortcuts(args: argparse.Namespace) -> None:
@@ -84,7 +58,7 @@ def cmd_shortcuts(args: argparse.Namespace) -> None:
 
     config, arguments = base_config(args)
     show(run_shortcuts(args.depths, args.options, args.seeds, args.out, config, arguments,
-                       show_progress=False if args.quiet else None), Path(args.out))
+                       show_progress=False if args.quiet else None, concurrent=args.concurrent), Path(args.out))
 
 
 def cmd_preact(args: argparse.Namespace) -> None:
@@ -92,7 +66,7 @@ def cmd_preact(args: argparse.Namespace) -> None:
 
     config, arguments = base_config(args)
     show(run_preact(args.depths, args.seeds, args.out, config, arguments,
-                    show_progress=False if args.quiet else None), Path(args.out))
+                    show_progress=False if args.quiet else None, concurrent=args.concurrent), Path(args.out))
 
 
 def cmd_gradients(args: argparse.Namespace) -> None:
@@ -127,15 +101,13 @@ def add_training_flags(parser: argparse.ArgumentParser, kind: str) -> None:
     parser.add_argument("--seeds", type=parse_ints, default=[0], help="seeds, e.g. 0,1,2: mean ± std (default 0)")
     parser.add_argument("--recipe", default="paper", help="paper, keras or fast (see `resnetlab recipes`)")
     parser.add_argument("--config", help="TOML file of config values, applied over the recipe")
-    parser.add_argument("--epochs", type=int, help="train each run for this many epochs")
-    parser.add_argument("--iterations", type=int, help="train each run for this many steps (paper: 64000)")
     parser.add_argument("--out", default=f"exp/{kind}", help="experiment directory (default: %(default)s)")
-    for flag, (name, kind_of, text) in TRAINING_FLAGS.items():
-        parser.add_argument(flag, dest=name, type=kind_of, help=text)
-    parser.add_argument("--deterministic", action="store_true", help="deterministic kernels (slower)")
-    parser.add_argument("--set", type=parse_set, action="append", metavar="KEY=VALUE",
-                        help="any config field, e.g. --set milestones=[0.5,0.75] (repeatable)")
+    add_set_flag(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_config_flags(parser, TRAINING_FIELDS, title="training settings shared by every run (more with --set)")
+    parser.add_argument("--concurrent", default="auto", metavar="auto|N",
+                        help="runs trained side by side in one process: auto = all of them on CUDA, one after "
+                             "another on a CPU (default)")
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -144,16 +116,16 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
     degradation = kinds.add_parser("degradation", help="plain nets vs ResNets by depth (DRL Figure 6, Table 6)")
     add_training_flags(degradation, "degradation")
-    degradation.set_defaults(func=cmd_degradation, parser=degradation)
+    degradation.set_defaults(func=cmd_degradation)
 
     shortcuts = kinds.add_parser("shortcuts", help="shortcut options A, B, C (DRL section 3.3, Table 3)")
     add_training_flags(shortcuts, "shortcuts")
     shortcuts.add_argument("--options", type=parse_names, default=["A", "B", "C"], help="default: A,B,C")
-    shortcuts.set_defaults(func=cmd_shortcuts, parser=shortcuts)
+    shortcuts.set_defaults(func=cmd_shortcuts)
 
     preact = kinds.add_parser("preact", help="original vs full pre-activation ResNets (IM Table 2)")
     add_training_flags(preact, "preact")
-    preact.set_defaults(func=cmd_preact, parser=preact)
+    preact.set_defaults(func=cmd_preact)
 
     gradients = kinds.add_parser("gradients", help="per-layer gradient norms at init and after k steps (DRL 4.1)")
     gradients.add_argument("--models", type=parse_names, default=parse_names(GRADIENT_MODELS),
@@ -166,7 +138,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     gradients.add_argument("--data", help="dataset (default: resnetlab's)")
     gradients.add_argument("--device", default="auto")
     gradients.add_argument("--out", default="exp/gradients")
-    gradients.set_defaults(func=cmd_gradients, parser=gradients)
+    gradients.set_defaults(func=cmd_gradients)
 
     responses = kinds.add_parser("responses", help="std of each 3x3 layer's response of trained nets (DRL Fig. 7)")
     responses.add_argument("--runs", nargs="+", metavar="RUN_DIR", help="trained run directories")
@@ -176,10 +148,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     responses.add_argument("--images", type=int, default=500, help="test images measured (default 500)")
     responses.add_argument("--data", help="dataset (default: the one each run was trained on)")
     responses.add_argument("--out", default="exp/responses")
-    responses.set_defaults(func=cmd_responses, parser=responses)
+    responses.set_defaults(func=cmd_responses)
 
     report = commands.add_parser("report", help="gather experiment directories into report.md and report.html")
     report.add_argument("experiments", nargs="+", metavar="EXP_DIR", help="experiment directories")
     report.add_argument("-o", "--output", default="report.md", help="Markdown file to write (default report.md)")
     report.add_argument("--no-html", action="store_true", help="skip the HTML version")
-    report.set_defaults(func=cmd_report, parser=report)
+    report.set_defaults(func=cmd_report)

@@ -5,107 +5,33 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from resnetlab.cli_config import add_config_flags, add_set_flag, config_overrides, parse_ints
 from resnetlab.errors import UserError
 
 if TYPE_CHECKING:
     from resnetlab.train.precision import Precision
 
-# Flags that set a TrainConfig field directly: flag -> (field, type, help).
-CONFIG_FLAGS: dict[str, tuple[str, type, str]] = {
-    "--model": ("model", str, "model name, e.g. resnet56 (see `resnetlab list`)"),
-    "--data": ("data", str, "PATH (folder or archive), cifar10, cifar100 or synthetic"),
-    "--lr": ("lr", float, "peak learning rate"),
-    "--batch-size": ("batch_size", int, "training batch size"),
-    "--wd": ("weight_decay", float, "SGD-style weight decay"),
-    "--momentum": ("momentum", float, "SGD momentum"),
-    "--optimizer": ("optimizer", str, "sgd, adam or adamw"),
-    "--schedule": ("schedule", str, "step, keras, cosine, onecycle or constant"),
-    "--label-smoothing": ("label_smoothing", float, "label smoothing of the cross-entropy"),
-    "--val-split": ("val_split", int, "training images held out for validation (0: none)"),
-    "--augmentation": ("augmentation", str, "crop_flip, keras or none"),
-    "--normalization": ("normalization", str, "pixel_mean, channel or none"),
-    "--shortcut": ("shortcut", str, "shortcut option A, B or C"),
-    "--image-size": ("image_size", int, "side length images are resized to"),
-    "--seed": ("seed", int, "random seed"),
-    "--device": ("device", str, "auto, cpu, cuda or cuda:N"),
-    "--amp": ("amp", str, "auto (bf16 where the GPU or CPU computes it natively, else fp32), bf16 or off"),
-    "--channels-last": ("channels_last", str, "auto (= on), on or off"),
-    "--cuda-graphs": ("cuda_graphs", str, "auto (on where supported), on or off: replay the step as a CUDA graph"),
-    "--log-every": ("log_every", int, "steps between progress updates"),
-    "--eval-every": ("eval_every", int, "steps between extra history rows inside epochs (0: epoch ends only)"),
-    "--activation-checkpointing": ("activation_checkpointing", int,
-                                   "keep only every K-th block's input and recompute the rest (-1: per stage)"),
-}
-SWITCHES = {"--compile": "compile", "--deterministic": "deterministic", "--sync-bn": "sync_bn",
-            "--strict-size": "strict_image_size", "--wd-exclude-norm-bias": "wd_exclude_norm_bias",
-            "--eval-flip": "eval_flip"}
-FIXED_ON_RESUME = ("model", "shortcut", "zero_init_residual", "data", "image_size", "val_split", "normalization",
-                   "seed", "batch_size")
-
-
-def parse_set(text: str) -> tuple[str, Any]:
-    """``KEY=VALUE`` with VALUE read as TOML (``lr=0.05``, ``milestones=[0.5, 0.75]``, ``schedule="cosine"``)."""
-    key, sep, value = text.partition("=")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"--set takes KEY=VALUE, got {text!r}")
-    try:
-        return key.strip(), tomllib.loads(f"v = {value}")["v"]
-    except tomllib.TOMLDecodeError:
-        return key.strip(), value  # a bare word is a string
-
-
-def parse_ints(text: str) -> list[int]:
-    """``0,1,2`` -> ``[0, 1, 2]`` (seeds, depths)."""
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one integer")
-    return values
-
-
-def collect_overrides(args: argparse.Namespace, flags: dict[str, tuple[str, type, str]] = CONFIG_FLAGS,
-                      switches: dict[str, str] = SWITCHES) -> dict[str, Any]:
-    """Only what the user typed: on resume these, and nothing else, change the stored config."""
-    given = vars(args)
-    overrides = {name: given[name] for name, *_ in flags.values() if given.get(name) is not None}
-    overrides.update({name: True for name in switches.values() if given.get(name)})
-    if args.epochs is not None:
-        overrides.update(epochs=args.epochs, iterations=0)
-    if args.iterations is not None:
-        overrides.update(iterations=args.iterations, epochs=0)
-    for key, value in args.set or []:
-        overrides[key] = value
-    return overrides
-
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from resnetlab.train.checkpoint import list_checkpoints, load_latest
+    from resnetlab.train.checkpoint import list_checkpoints
     from resnetlab.train.config import resolve_config
     from resnetlab.train.loop import fit
     from resnetlab.train.seeds import fit_seeds
 
-    overrides = collect_overrides(args)
+    overrides = config_overrides(args)
     run_dir = Path(args.resume or args.out or f"runs/{overrides.get('model', args.recipe)}-{args.recipe}")
     if args.resume and not list_checkpoints(run_dir):
         raise UserError(f"--resume {run_dir}: no checkpoint there to resume from")
     if args.no_resume and list_checkpoints(run_dir):
         raise UserError(f"{run_dir} already holds a run; choose another --out or drop --no-resume to continue it")
-    stored = load_latest(run_dir, report=lambda _: None) if list_checkpoints(run_dir) else None  # fit reports
-    if stored is not None:
-        for key in FIXED_ON_RESUME:
-            if key in overrides and overrides[key] != stored.state["config"][key]:
-                raise UserError(f"cannot change {key} of an existing run ({run_dir} has "
-                                f"{stored.state['config'][key]!r}); use another --out")
     config = resolve_config(args.recipe, args.config, overrides)
     show = False if args.quiet else None
     if args.seeds:
-        summary = fit_seeds(config, run_dir, args.seeds, show_progress=show, overrides=overrides)
+        summary = fit_seeds(config, run_dir, args.seeds, show_progress=show, overrides=overrides,
+                            concurrent=args.concurrent)
         print(f"summary: {run_dir / 'summary.md'}")
         for key in ("final_test_acc", "selected_test_acc"):
             if summary[key]["n"]:
@@ -203,22 +129,21 @@ def cmd_recipes(args: argparse.Namespace) -> None:
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
-    train = commands.add_parser("train", help="train a model (resumes an existing run directory)")
+    train = commands.add_parser("train", help="train a model (resumes an existing run directory)",
+                                usage="%(prog)s [--recipe NAME] [--config FILE] [--out DIR | --resume DIR] "
+                                      "[--seeds S,...] [--set KEY=VALUE] [config flags, see below]")
     train.add_argument("--recipe", default="paper", help="paper, keras or fast (see `resnetlab recipes`)")
     train.add_argument("--config", help="TOML file of config values, applied over the recipe")
     train.add_argument("--out", help="run directory (default runs/<model>-<recipe>)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue this run with its stored config")
     train.add_argument("--no-resume", action="store_true", help="refuse to continue an existing run directory")
-    train.add_argument("--epochs", type=int, help="train for this many epochs (replaces the recipe's length)")
-    train.add_argument("--iterations", type=int, help="train for this many steps (replaces the recipe's length)")
     train.add_argument("--seeds", type=parse_ints, help="several runs, e.g. 0,1,2: writes mean +- std")
-    train.add_argument("--set", type=parse_set, action="append", metavar="KEY=VALUE",
-                       help="any config field, e.g. --set milestones=[0.5,0.75] (repeatable)")
+    add_set_flag(train)
+    train.add_argument("--concurrent", default="auto", metavar="auto|N",
+                       help="with --seeds: seeds trained side by side in one process (auto: all on CUDA, one "
+                            "after another on a CPU)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
-    for flag, (name, kind, text) in CONFIG_FLAGS.items():
-        train.add_argument(flag, dest=name, type=kind, help=text)
-    for flag, name in SWITCHES.items():
-        train.add_argument(flag, dest=name, action="store_true", default=None)
+    add_config_flags(train)
     train.set_defaults(func=cmd_train)
 
     evaluation = commands.add_parser("eval", help="accuracy, loss, per-class accuracy, confusion matrix")

@@ -1,13 +1,13 @@
 """Helpers shared by the experiment tests: the Markdown tables must carry exactly the CSV's numbers; tiny models
 run on one thread."""
 
+import csv
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from markdown_it import MarkdownIt
 
-from resnetlab.experiments.tables import read_csv
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -22,6 +22,11 @@ def one_thread():
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
 
 
 def parse_markdown_table(text: str) -> list[dict[str, str]]:

@@ -6,13 +6,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from experiment_checks import PNG_MAGIC, assert_error_table_matches, verdict_lines
+from experiment_checks import PNG_MAGIC, assert_error_table_matches, read_csv, verdict_lines
 
 from resnetlab.cli import main
 from resnetlab.errors import UserError
 from resnetlab.experiments import sweep
 from resnetlab.experiments.degradation import degradation_comparison, run_degradation
-from resnetlab.experiments.tables import read_csv
 from resnetlab.train.config import resolve_config
 from resnetlab.train.history import read_history
 from resnetlab.train.loop import TrainingStopped

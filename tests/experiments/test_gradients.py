@@ -6,13 +6,12 @@ import math
 
 import pytest
 import torch
-from experiment_checks import PNG_MAGIC, one_thread, results_tables, verdict_lines
+from experiment_checks import PNG_MAGIC, one_thread, read_csv, results_tables, verdict_lines
 from torch import nn
 
 from resnetlab.cli import main
 from resnetlab.experiments import gradients
 from resnetlab.experiments.gradients import gradient_norms, weight_layers
-from resnetlab.experiments.tables import read_csv
 from resnetlab.models import create_model
 
 

@@ -54,3 +54,21 @@ def test_html_subset_escapes_and_embeds(tmp_path):
     assert '<h1 id="t-1">T &lt;1&gt;</h1>' in html and "<code>a&lt;b</code>" in html
     assert "<strong>bold</strong>" in html and '<a href="a.csv">l</a>' in html
     assert 'src="data:image/png;base64,iVBORw0KGgpmYWtl"' in html
+
+
+def test_results_and_report_are_rendered_from_the_recorded_data(degradation_dir, tmp_path):
+    """results.md is the rendering of experiment.json's data; the report needs only that data, not results.md."""
+    import json
+    import shutil
+
+    from resnetlab.experiments.render import render_section
+
+    record = json.loads((degradation_dir / "experiment.json").read_text())
+    assert (degradation_dir / "results.md").read_text() == render_section(record["report"])
+    copy = tmp_path / "copy"
+    shutil.copytree(degradation_dir, copy)
+    (copy / "results.md").unlink()
+    assert main(["report", str(copy), "-o", str(tmp_path / "report.md"), "--no-html"]) == 0
+    text = (tmp_path / "report.md").read_text()
+    for line in record["report"]["verdicts"]:
+        assert text.count(f"- {line}") == 2  # in the verdicts overview and in the experiment's section

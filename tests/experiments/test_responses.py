@@ -5,12 +5,11 @@ import json
 
 import pytest
 import torch
-from experiment_checks import PNG_MAGIC, one_thread, results_tables, verdict_lines
+from experiment_checks import PNG_MAGIC, one_thread, read_csv, results_tables, verdict_lines
 
 from resnetlab.cli import main
 from resnetlab.experiments import responses
 from resnetlab.experiments.responses import layer_response_stds, response_layers
-from resnetlab.experiments.tables import read_csv
 from resnetlab.models import create_model
 
 

@@ -4,10 +4,9 @@ as the degradation experiment, with the paper's numbers only where the paper has
 import json
 
 import pytest
-from experiment_checks import PNG_MAGIC, assert_error_table_matches, one_thread, verdict_lines
+from experiment_checks import PNG_MAGIC, assert_error_table_matches, one_thread, read_csv, verdict_lines
 
 from resnetlab.cli import main
-from resnetlab.experiments.tables import read_csv
 from resnetlab.experiments.variants import preact_comparison, shortcuts_comparison
 
 TINY = ["--depths", "8", "--epochs", "1", "--batch-size", "16", "--val-split", "0", "--deterministic", "--quiet"]

@@ -41,7 +41,7 @@ def test_bad_config_file_refused_with_its_name(tmp_path, text, message):
 
 
 def test_unknown_recipe_lists_the_known_ones():
-    with pytest.raises(ValueError, match="unknown recipe 'papr'.*fast, keras, paper"):
+    with pytest.raises(ValueError, match="unknown recipe 'papr'.*fast, keras, keras-example, paper"):
         resolve_config("papr")
 
 
@@ -53,3 +53,46 @@ def test_resolved_config_round_trips_through_toml():
 def test_epochs_or_iterations_define_length():
     assert TrainConfig(iterations=0, epochs=3).total_steps(100) == 300
     assert TrainConfig(iterations=250, epochs=0).num_epochs(100) == 3
+
+
+def test_every_field_is_documented_and_has_a_train_flag():
+    import argparse
+    from dataclasses import fields
+
+    from resnetlab.cli_config import add_config_flags, flag_name
+
+    parser = argparse.ArgumentParser()
+    add_config_flags(parser)
+    text = parser.format_help()
+    for spec in fields(TrainConfig):
+        assert spec.metadata["help"].strip(), spec.name
+        assert flag_name(spec) in text, spec.name
+
+
+def test_generated_flags_give_only_what_was_typed():
+    import argparse
+
+    from resnetlab.cli_config import add_config_flags, add_set_flag, config_overrides
+
+    parser = argparse.ArgumentParser()
+    add_config_flags(parser)
+    add_set_flag(parser)
+    args = parser.parse_args(["--no-drop-last", "--milestones", "0.4,0.8", "--wd", "5e-4", "--epochs", "3",
+                              "--compile", "--set", "gamma=0.2"])
+    assert config_overrides(args) == {"drop_last": False, "milestones": [0.4, 0.8], "weight_decay": 5e-4,
+                                      "epochs": 3, "iterations": 0, "compile": True, "gamma": 0.2}
+    assert config_overrides(parser.parse_args([])) == {}
+    config = resolve_config("paper", overrides=config_overrides(args))
+    assert not config.drop_last and config.milestones == [0.4, 0.8] and config.iterations == 0
+
+
+def test_resume_config_refuses_fixed_fields_and_logs_the_rest():
+    from resnetlab.train.config import FIXED_ON_RESUME, resume_config
+
+    assert {"model", "data", "seed", "batch_size", "val_split"} <= set(FIXED_ON_RESUME)
+    stored = TrainConfig(epochs=2, iterations=0).to_dict()
+    lines = []
+    resumed = resume_config(stored, {"epochs": 5, "model": "resnet20", "lr": 0.05}, lines.append)
+    assert resumed.epochs == 5 and resumed.lr == 0.05 and len(lines) == 2
+    with pytest.raises(ValueError, match="cannot change model of an existing run"):
+        resume_config(stored, {"model": "resnet56"}, lines.append, "runs/x")

@@ -180,3 +180,18 @@ def test_cuda_graphs_on_without_a_gpu_is_refused_in_one_line(tiny_data, tmp_path
     with pytest.raises(UserError, match="cuda_graphs = on, but CUDA graphs need a CUDA device"):
         fit(tiny_config(tiny_data, epochs=1, cuda_graphs="on", device="cpu"), tmp_path / "run", show_progress=False,
             log=lambda _: None)
+
+
+def test_resume_rules_apply_to_fit_called_from_python(tiny_data, tmp_path):
+    """The config layer's resume rules hold however fit is called: a new model is refused, more epochs are not."""
+    from resnetlab.errors import UserError
+
+    run = tmp_path / "run"
+    fit(tiny_config(tiny_data, epochs=1), run, show_progress=False, log=lambda _: None)
+    with pytest.raises(UserError, match="cannot change model of an existing run"):
+        fit(tiny_config(tiny_data, model="resnet14"), run, overrides={"model": "resnet14"}, show_progress=False,
+            log=lambda _: None)
+    lines = []
+    results = fit(tiny_config(tiny_data, epochs=2), run, overrides={"epochs": 2}, show_progress=False,
+                  log=lines.append)
+    assert results["epochs"] == 2 and "resume: overriding epochs = 1 -> 2" in lines

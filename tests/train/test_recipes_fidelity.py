@@ -6,7 +6,8 @@ import json
 from resnetlab.cli import main
 from resnetlab.data import KerasAugment
 from resnetlab.train.config import recipe_description, recipe_names, resolve_config
-from resnetlab.train.loop import augmentation, fit
+from resnetlab.train.build import augmentation
+from resnetlab.train.loop import fit
 
 
 def test_keras_recipe_is_the_tutorials_generator_and_steps(capsys):

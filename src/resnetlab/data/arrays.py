@@ -57,17 +57,27 @@ class Dataset:
 def split_validation(ds: Dataset, n_val: int, seed: int = 0) -> Dataset:
     """Hold out `n_val` training images, stratified by class, so that model selection never sees the test set.
 
-    Each class gives up a share of `n_val` proportional to its size (within one image); which images go is
-    a seeded permutation. Both parts keep the original order of the training set.
+    Both parts keep the original order of the training set (see `validation_mask`).
     """
     if n_val == 0:
         return ds
     if ds.val is not None:
         raise DataError(f"dataset {ds.name} already has a validation split of {len(ds.val)} images")
-    n = len(ds.train)
+    is_val = validation_mask(ds.train.labels, n_val, seed)
+    return dataclasses.replace(
+        ds, train=ds.train.subset(np.flatnonzero(~is_val)), val=ds.train.subset(np.flatnonzero(is_val))
+    )
+
+
+def validation_mask(labels: np.ndarray, n_val: int, seed: int = 0) -> np.ndarray:
+    """Which of the training images (by their labels) to hold out: `n_val` of them, stratified by class.
+
+    Each class gives up a share of `n_val` proportional to its size (within one image); which images go is
+    a seeded permutation.
+    """
+    n = len(labels)
     if not 0 < n_val < n:
         raise DataError(f"validation size must be between 0 and {n - 1} (the training set has {n} images), got {n_val}")
-    labels = ds.train.labels
     perm = np.random.default_rng(seed).permutation(n)
     shuffled = labels[perm]
     # Rank of each shuffled image within its class; taking the lowest rank/count first spreads n_val over
@@ -80,6 +90,4 @@ def split_validation(ds: Dataset, n_val: int, seed: int = 0) -> Dataset:
     chosen = np.argsort(rank / counts[shuffled], kind="stable")[:n_val]
     is_val = np.zeros(n, dtype=bool)
     is_val[perm[chosen]] = True
-    return dataclasses.replace(
-        ds, train=ds.train.subset(np.flatnonzero(~is_val)), val=ds.train.subset(np.flatnonzero(is_val))
-    )
+    return is_val

@@ -26,7 +26,7 @@ _LAYOUT = "expected <root>/train/<class>/<image> and <root>/test/<class>/<image>
 def load_image_folder(path: Path, cache_dir: Path, image_size: int = 32, num_workers: int | None = None,
                       resize: bool = True) -> Dataset:
     """Load a directory of class folders, decoding only when the cache has no entry for this exact listing."""
-    root = _directory_root(path)
+    root = directory_root(path)
     files: dict[str, Path] = {}
     folders: set[str] = set()
     listing: list[tuple[str, int, int]] = []
@@ -68,19 +68,20 @@ def load_image_archive(path: Path, cache_dir: Path, image_size: int = 32, num_wo
     return Dataset(train=train, test=test, classes=classes, name=f"folder:{path.resolve()}")
 
 
-def _hidden(name: str) -> bool:
+def hidden(name: str) -> bool:
     return name.startswith(".") or name == "__MACOSX"
 
 
 def _wanted(parts: tuple[str, ...]) -> bool:
-    return is_image_name(parts[-1]) and not any(_hidden(p) for p in parts)
+    return is_image_name(parts[-1]) and not any(hidden(p) for p in parts)
 
 
-def _directory_root(path: Path) -> Path:
+def directory_root(path: Path) -> Path:
+    """The folder holding train/ and test/: `path` itself or its single dataset folder one level down."""
     if (path / "train").is_dir():
         root = path
     else:
-        candidates = sorted(d for d in path.iterdir() if d.is_dir() and not _hidden(d.name) and (d / "train").is_dir())
+        candidates = sorted(d for d in path.iterdir() if d.is_dir() and not hidden(d.name) and (d / "train").is_dir())
         if not candidates:
             raise DataError(f"no train/ folder in {path} or one level down ({_LAYOUT})")
         if len(candidates) > 1:
@@ -99,12 +100,12 @@ def _walk(
 
     Folders enter the listing too, so that adding an empty class folder changes the cache key."""
     for dirpath, dirnames, filenames in os.walk(root / split, followlinks=True):
-        dirnames[:] = [d for d in dirnames if not _hidden(d)]
+        dirnames[:] = [d for d in dirnames if not hidden(d)]
         rel_dir = Path(dirpath).relative_to(root).as_posix()
         folders.add(rel_dir)
         listing.append((f"{rel_dir}/", 0, 0))
         for name in filenames:
-            if _hidden(name) or not is_image_name(name):
+            if hidden(name) or not is_image_name(name):
                 continue
             rel = f"{rel_dir}/{name}"
             st = os.stat(os.path.join(dirpath, name))
@@ -139,6 +140,20 @@ def _build_splits(
     resize: bool = True,
 ) -> tuple[ImageArrays, ImageArrays, list[str]]:
     """Check the class folders of both splits, then decode each split in (class, file name) order."""
+    classes, grouped = group_by_class(files, folders, where, display)
+    splits = []
+    for split in SPLITS:
+        items = [(display(rel), files[rel]) for rel, _ in grouped[split]]
+        labels = [label for _, label in grouped[split]]
+        images = decode_images(items, image_size, num_workers, resize, desc=f"decoding {split}")
+        splits.append(ImageArrays(images, np.asarray(labels, dtype=np.int64)))
+    return splits[0], splits[1], classes
+
+
+def group_by_class(files: Iterable[str], folders: set[str], where: str, display: Callable[[str], str]
+                   ) -> tuple[list[str], dict[str, list[tuple[str, int]]]]:
+    """(sorted class names, {split: [(relative path, label)] in (class, file name) order}), after checking that
+    train/ has class folders, test/ the same ones, and none of them is empty."""
     by_split: dict[str, dict[str, list[str]]] = {split: {} for split in SPLITS}
     for folder in folders:
         parts = folder.split("/")
@@ -158,16 +173,12 @@ def _build_splits(
             f"train and test classes differ in {where}: only in train: {', '.join(only_train) or '-'}; "
             f"only in test: {', '.join(only_test) or '-'}"
         )
-    splits = []
+    grouped: dict[str, list[tuple[str, int]]] = {}
     for split in SPLITS:
-        items: list[tuple[str, Path | bytes]] = []
-        labels: list[int] = []
+        grouped[split] = []
         for label, name in enumerate(classes):
             rels = sorted(by_split[split][name])
             if not rels:
                 raise DataError(f"class folder {display(f'{split}/{name}')} has no images")
-            items.extend((display(rel), files[rel]) for rel in rels)
-            labels.extend([label] * len(rels))
-        images = decode_images(items, image_size, num_workers, resize, desc=f"decoding {split}")
-        splits.append(ImageArrays(images, np.asarray(labels, dtype=np.int64)))
-    return splits[0], splits[1], classes
+            grouped[split].extend((rel, label) for rel in rels)
+    return classes, grouped

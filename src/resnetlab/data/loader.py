@@ -8,12 +8,12 @@ batches it would have seen, without replaying the ones before b.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
 
-from resnetlab.data.arrays import ImageArrays
+from resnetlab.data.arrays import Dataset, ImageArrays, split_validation
 from resnetlab.data.augment import KerasAugment, augment, check_augmentation
 from resnetlab.data.normalize import Normalizer
 from resnetlab.errors import DataError, UserError
@@ -23,6 +23,21 @@ def mix_seed(*values: int) -> int:
     """A well-spread 63-bit seed from a tuple of integers (NumPy's SeedSequence hashing)."""
     words = np.random.SeedSequence([v % 2**64 for v in values]).generate_state(2, dtype=np.uint32)
     return (int(words[0]) << 31) ^ int(words[1])
+
+
+def rank_indices(n: int, epoch: int, *, seed: int, shuffle: bool, per_rank: int, rank: int, world_size: int,
+                 count: int) -> torch.Tensor:
+    """The first `count` of this rank's `per_rank` indices into `n` images for `epoch`, DistributedSampler-style:
+    one global permutation drawn from (seed, epoch), wrapped around when the ranks need more than `n`, and
+    rank r taking positions r, r + world_size, ..."""
+    if shuffle:
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(mix_seed(seed, epoch)))
+    else:
+        order = torch.arange(n)
+    total = per_rank * world_size
+    if total > n:  # no drop_last: wrap around so that every rank gets per_rank indices
+        order = order.repeat(math.ceil(total / n))
+    return order[:total][rank::world_size][:count]
 
 
 class DeviceLoader:
@@ -47,7 +62,10 @@ class DeviceLoader:
         channels_last: bool = False,
         rank: int = 0,
         world_size: int = 1,
+        device_cache: dict | None = None,
     ) -> None:
+        """``device_cache``: split arrays already placed on the device, by the identity of ``arrays``
+        (``SharedData.tensors``): runs trained side by side then hold one copy of a split they share."""
         check_augmentation(augmentation)
         if batch_size < 1:
             raise UserError(f"batch size must be positive, got {batch_size}")
@@ -73,9 +91,13 @@ class DeviceLoader:
         self.channels_last = channels_last
         self.rank = rank
         self.world_size = world_size
-        images = torch.from_numpy(np.ascontiguousarray(arrays.images))
-        self.images = images.to(self.device).permute(0, 3, 1, 2).contiguous()
-        self.labels = torch.from_numpy(np.ascontiguousarray(arrays.labels)).to(self.device)
+        cache = {} if device_cache is None else device_cache
+        key = (id(arrays), str(self.device))
+        if key not in cache:  # the arrays are kept with their tensors, so that their id stays theirs
+            images = torch.from_numpy(np.ascontiguousarray(arrays.images))
+            cache[key] = (arrays, images.to(self.device).permute(0, 3, 1, 2).contiguous(),
+                          torch.from_numpy(np.ascontiguousarray(arrays.labels)).to(self.device))
+        _, self.images, self.labels = cache[key]
 
     def __len__(self) -> int:
         """Batches per epoch on this rank."""
@@ -83,17 +105,8 @@ class DeviceLoader:
 
     def indices(self, epoch: int) -> torch.Tensor:
         """This rank's image indices for `epoch`, in batch order (on the CPU)."""
-        n = len(self.labels)
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(mix_seed(self.seed, epoch))
-            order = torch.randperm(n, generator=generator)
-        else:
-            order = torch.arange(n)
-        total = self.per_rank * self.world_size
-        if total > n:  # no drop_last: wrap around so that every rank gets per_rank indices
-            order = order.repeat(math.ceil(total / n))
-        order = order[:total][self.rank :: self.world_size]
-        return order[: self.num_batches * self.batch_size]
+        return rank_indices(len(self.labels), epoch, seed=self.seed, shuffle=self.shuffle, per_rank=self.per_rank,
+                            rank=self.rank, world_size=self.world_size, count=self.num_batches * self.batch_size)
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield (x float32 (B, 3, H, W), y int64 (B,)) on the device for batches start_batch.. of `epoch`."""
@@ -113,3 +126,25 @@ class DeviceLoader:
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, self.labels[idx]
+
+
+class SharedData:
+    """Datasets loaded once, each (validation size, seed) split made once, and each split placed on the device
+    once, for runs trained side by side in one process. Runs of one seed share every split; the paper's 45k/5k
+    split is drawn from the seed, so runs of different seeds share the test split only."""
+
+    def __init__(self) -> None:
+        self.datasets: dict[tuple, Dataset] = {}
+        self.tensors: dict = {}  # DeviceLoader's device_cache
+
+    def dataset(self, source: str | None, image_size: int, resize: bool, val_split: int, seed: int,
+                report: Callable[[str], None] | None = None) -> Dataset:
+        from resnetlab.data.sources import load_dataset
+
+        loaded = (source, image_size, resize)
+        if loaded not in self.datasets:
+            self.datasets[loaded] = load_dataset(source, image_size=image_size, resize=resize, report=report)
+        split = (*loaded, val_split, seed)
+        if split not in self.datasets:
+            self.datasets[split] = split_validation(self.datasets[loaded], val_split, seed=seed)
+        return self.datasets[split]

@@ -2,7 +2,8 @@
 
 "pixel_mean" is the paper's per-pixel mean subtraction (He et al. 2015, sec. 4.2) and the Keras tutorial's
 `subtract_pixel_mean`: x/255 minus the mean training image. "channel" is per-channel mean/std on x/255;
-"none" is x/255.
+"imagenet" is the same with ImageNet's fixed statistics (those of torchvision's references and pretrained
+weights, which a fine-tuned torchvision model expects); "none" is x/255.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import torch
 
 from resnetlab.errors import UserError
 
-NORMALIZATIONS = ("pixel_mean", "channel", "none")
+NORMALIZATIONS = ("pixel_mean", "channel", "imagenet", "none")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 _CHUNK = 4096
 
 
@@ -49,7 +52,7 @@ class Normalizer:
             return x
         mean, std = self._tensors(images.device)
         x.sub_(mean)
-        return x if self.kind == "pixel_mean" else x.div_(std)
+        return x if self.kind == "pixel_mean" else x.div_(std)  # channel and imagenet
 
     def state_dict(self) -> dict[str, torch.Tensor | str]:
         """What a checkpoint needs to rebuild this normalizer (see `from_state_dict`)."""
@@ -79,6 +82,8 @@ def fit_normalizer(kind: str, train_images: np.ndarray) -> Normalizer:
     n, h, w, _ = train_images.shape
     if kind == "none":
         return Normalizer(kind, torch.zeros(3, 1, 1), torch.ones(3, 1, 1))
+    if kind == "imagenet":
+        return Normalizer(kind, torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1))
     # Sums in float64, a chunk at a time: exact enough and never a float copy of the whole set.
     total = np.zeros((h, w, 3), dtype=np.float64)
     squares = np.zeros(3, dtype=np.float64)

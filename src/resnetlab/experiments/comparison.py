@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from resnetlab.experiments.figures import Curve, plot_error_panels
-from resnetlab.experiments.records import check_rerun, data_text, length_text, setup_markdown, write_experiment
+from resnetlab.experiments.records import check_rerun, data_text, length_text, setup_rows, write_experiment
+from resnetlab.experiments.render import publish_results
 from resnetlab.experiments.sweep import GroupResult, RunSpec, group_results, run_records, run_sweep
 from resnetlab.experiments.tables import DASH, Table, fixed, plus_minus
 from resnetlab.train.config import TrainConfig
-from resnetlab.files import atomic_write_text
 from resnetlab.train.loop import Log
 
 RESULT_COLUMNS = ["group", "model", "label", "seeds", "train_error_pct", "train_error_std", "test_error_pct",
@@ -145,7 +145,7 @@ def figure_title(comparison: Comparison, base: TrainConfig, arguments: dict[str,
 
 
 def run_comparison(comparison: Comparison, exp_dir: str | Path, base: TrainConfig, arguments: dict[str, Any], *,
-                   log: Log = print, show_progress: bool | None = None) -> dict[str, Any]:
+                   log: Log = print, show_progress: bool | None = None, concurrent: int | str = 1) -> dict[str, Any]:
     """Train what is missing, then (re)write every result file of the experiment. Returns the paths and rows."""
     exp_dir, started = Path(exp_dir), time.time()
     config = {**base.to_dict(), "model": "per run", "seed": "per run"}
@@ -154,7 +154,8 @@ def run_comparison(comparison: Comparison, exp_dir: str | Path, base: TrainConfi
     common = {"title": comparison.title, "arguments": arguments, "started": started, "config": config}
     write_experiment(exp_dir, comparison.kind, status="running", **common)
     try:
-        outcomes = run_sweep(exp_dir, base, comparison.specs, log=log, show_progress=show_progress)
+        outcomes = run_sweep(exp_dir, base, comparison.specs, log=log, show_progress=show_progress,
+                             concurrent=concurrent)
     except BaseException:
         write_experiment(exp_dir, comparison.kind, status="interrupted", **common)
         raise
@@ -181,15 +182,13 @@ def run_comparison(comparison: Comparison, exp_dir: str | Path, base: TrainConfi
         panels.append((panel_title, curves))
     figure = plot_error_panels(panels, exp_dir / f"{comparison.kind}.png", figure_title(comparison, base, arguments))
 
-    lines = [f"# {comparison.title}", "", *setup_markdown(record, comparison.setup_rows), "## Results", "",
-             table.to_markdown(), "", MEASUREMENT_NOTE, "",
-             f"![{comparison.short_title}: error against iterations]({figure.name})", "",
-             (f"Numbers: [results.csv](results.csv) (this table), [runs.csv](runs.csv) (every run), "
-             f"[{comparison.kind}.csv]({comparison.kind}.csv) (the plotted curves), [verdicts.csv](verdicts.csv)."),
-             "", "## Verdicts", "", *(f"- {verdict.line()}" for verdict in found), ""]
-    if comparison.notes:
-        lines += ["## Notes", "", *(f"- {note}" for note in comparison.notes), ""]
-    atomic_write_text(exp_dir / "results.md", "\n".join(lines))
+    kind = comparison.kind
+    publish_results(exp_dir, record, {
+        "title": comparison.title, "setup": setup_rows(record, comparison.setup_rows), "table": table.shown(),
+        "text": [MEASUREMENT_NOTE], "figure": [f"{comparison.short_title}: error against iterations", figure.name],
+        "files": [["results.csv", "this table"], ["runs.csv", "every run"], [f"{kind}.csv", "the plotted curves"],
+                  ["verdicts.csv", ""]],
+        "verdicts": [verdict.line() for verdict in found], "notes": comparison.notes})
     log(f"wrote {exp_dir / 'results.md'}, results.csv, {figure.name}")
     return {"results": table.rows, "verdicts": [v.line() for v in found], "figure": figure,
             "markdown": exp_dir / "results.md"}

@@ -76,11 +76,11 @@ def degradation_comparison(depths: list[int], seeds: list[int], base: TrainConfi
 
 
 def run_degradation(depths: list[int], seeds: list[int], exp_dir: str | Path, base: TrainConfig,
-                    arguments: dict[str, Any], *, log: Log = print, show_progress: bool | None = None
-                    ) -> dict[str, Any]:
+                    arguments: dict[str, Any], *, log: Log = print, show_progress: bool | None = None,
+                    concurrent: int | str = 1) -> dict[str, Any]:
     """Train (or finish) every plain/residual pair and write the Figure 6 plot, the table and the verdicts."""
     if base.shortcut not in ("", "A"):
         raise UserError("the degradation experiment uses the paper's option A shortcuts; drop --set shortcut")
     arguments = {**arguments, "depths": sorted(set(depths)), "seeds": seeds}
     return run_comparison(degradation_comparison(depths, seeds, base), exp_dir, base, arguments, log=log,
-                          show_progress=show_progress)
+                          show_progress=show_progress, concurrent=concurrent)

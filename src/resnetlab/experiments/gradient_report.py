@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from resnetlab.experiments.figures import Series, plot_layer_panels
-from resnetlab.experiments.records import display_name, setup_markdown
+from resnetlab.experiments.records import display_name, setup_rows
+from resnetlab.experiments.render import publish_results
 from resnetlab.experiments.tables import Table, sci
-from resnetlab.files import atomic_write_text
 from resnetlab.models import model_info
 from resnetlab.train.loop import Log
 
@@ -103,26 +103,24 @@ def write_gradient_report(exp_dir: Path, results: list[dict[str, Any]], record: 
              ("probe", (f"{batches} fixed training batches of {batch_size} images (no augmentation), train-mode BN; "
                        f"then {record['arguments']['steps']} steps of SGD (momentum 0.9, weight decay 1e-4, "
                        f"lr {record['arguments']['lr']:g}, crop+flip) and the same batches again"))]
-    text = [
-        f"# {record['title']}", "", *setup_markdown(record, setup), "## Results", "", table.to_markdown(), "",
-        ("‖g‖ is the L2 norm of the gradient of the cross-entropy with respect to a layer's weight, computed per "
-        "batch and averaged over the batches. Layers are the convolutions and the classifier in forward order "
-        "(projection shortcuts are not counted, as in the paper's depths)."), "",
-        f"![gradient norms per layer]({figure.name})", "",
-        "Numbers: [results.csv](results.csv) (this table), [gradients.csv](gradients.csv) (every layer).", "",
-        "## Verdicts", "", *(f"- {line}" for line in lines_found), "",
-        "## Notes", "",
-        (f"- Vanishing is called here when the first layer's gradient norm is below {VANISHING_RATIO:g} of the last "
-         "layer's (two orders of magnitude), exploding when it is more than 100 times larger; the ratios are "
-         "printed so that any other threshold can be applied."),
-        ("- A convolution followed by BN computes the same function at any scale of its weights, so its gradient "
-         "shrinks as 1/‖W‖: weights that grew under large early updates show a small ‖g‖ without any loss of "
-         "signal. The last column (and `grad_to_weight` in gradients.csv) gives the scale-free ‖g‖/‖W‖, the "
-         "relative size of an SGD step."),
-        ("- DRL section 4.1 expects no vanishing in the plain nets: they use BN, which keeps forward signals at "
-        "non-zero variance, and the authors report healthy backward gradient norms. Their difficulty is one of "
-        "optimisation (the paper conjectures exponentially low convergence rates), not of vanishing gradients."), "",
-    ]
-    atomic_write_text(exp_dir / "results.md", "\n".join(text))
+    publish_results(exp_dir, record, {
+        "title": record["title"], "setup": setup_rows(record, setup), "table": table.shown(),
+        "text": [("‖g‖ is the L2 norm of the gradient of the cross-entropy with respect to a layer's weight, computed "
+                  "per batch and averaged over the batches. Layers are the convolutions and the classifier in forward "
+                  "order (projection shortcuts are not counted, as in the paper's depths).")],
+        "figure": ["gradient norms per layer", figure.name],
+        "files": [["results.csv", "this table"], ["gradients.csv", "every layer"]], "verdicts": lines_found,
+        "notes": [
+            (f"Vanishing is called here when the first layer's gradient norm is below {VANISHING_RATIO:g} of the "
+             "last layer's (two orders of magnitude), exploding when it is more than 100 times larger; the ratios "
+             "are printed so that any other threshold can be applied."),
+            ("A convolution followed by BN computes the same function at any scale of its weights, so its gradient "
+             "shrinks as 1/‖W‖: weights that grew under large early updates show a small ‖g‖ without any loss of "
+             "signal. The last column (and `grad_to_weight` in gradients.csv) gives the scale-free ‖g‖/‖W‖, the "
+             "relative size of an SGD step."),
+            ("DRL section 4.1 expects no vanishing in the plain nets: they use BN, which keeps forward signals at "
+             "non-zero variance, and the authors report healthy backward gradient norms. Their difficulty is one of "
+             "optimisation (the paper conjectures exponentially low convergence rates), not of vanishing "
+             "gradients.")]})
     log(f"wrote {exp_dir / 'results.md'}, results.csv, gradients.csv, {figure.name}")
     return {"results": table.rows, "verdicts": lines_found, "figure": figure, "markdown": exp_dir / "results.md"}

@@ -128,8 +128,8 @@ def hardware_text(environment: dict[str, Any]) -> str:
            (f" (git {environment['git_revision']})" if environment.get("git_revision") else "")
 
 
-def setup_markdown(record: dict[str, Any], rows: list[tuple[str, str]] | None = None) -> list[str]:
-    """The "Setup" section: a two-column table of what was run, on what, for how long."""
+def setup_rows(record: dict[str, Any], rows: list[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
+    """The "Setup" section as (item, text) rows: what was run, on what, for how long."""
     arguments, config = record.get("arguments", {}), record.get("config")
     items = [("experiment", record["title"])]
     if arguments.get("command"):
@@ -148,6 +148,4 @@ def setup_markdown(record: dict[str, Any], rows: list[tuple[str, str]] | None = 
         items.append(("wall time", f"{measured_seconds(record):,.0f} s of measurement"))
     if record.get("status") != "finished":
         items.append(("status", f"**{record.get('status')}**: not every run has finished"))
-    lines = ["## Setup", "", "| | |", "|---|---|"]
-    lines += [f"| {key} | {str(value).replace('|', '/')} |" for key, value in items]
-    return lines + [""]
+    return [(key, str(value)) for key, value in items]

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from resnetlab.experiments.figures import Series, plot_layer_panels
-from resnetlab.experiments.records import data_text, display_name, setup_markdown
+from resnetlab.experiments.records import data_text, display_name, setup_rows
+from resnetlab.experiments.render import publish_results
 from resnetlab.experiments.tables import Table, fixed
-from resnetlab.files import atomic_write_text
 from resnetlab.models import model_info
 from resnetlab.train.loop import Log
 
@@ -89,20 +89,17 @@ def write_response_report(exp_dir: Path, results: list[dict[str, Any]], record: 
     found = verdict_lines(table)
     setup = [("runs", ", ".join(f"{r['run']} (step {r['step']})" for r in results)),
              ("images", f"the first {', '.join(map(str, images))} test images, eval mode (BN running statistics)")]
-    text = [
-        f"# {record['title']}", "", *setup_markdown(record, setup), "## Results", "", table.to_markdown(), "",
-        ("A layer's response is the output of each 3x3 convolution after its BN and before the ReLU or the "
-        "addition (v1 nets; in pre-activation nets the convolution's own output). Its std is taken over all "
-        "values of that output for the images (images x channels x positions); \"channel std\" is instead the mean "
-        "over channels of each channel's std. The weights are each run's final checkpoint."), "",
-        f"![layer response std]({figure.name})", "",
-        "Numbers: [results.csv](results.csv) (this table), [responses.csv](responses.csv) (every layer).", "",
-        "## Verdicts", "", *(f"- {line}" for line in found), "",
-        "## Notes", "",
-        ("- DRL Figure 7 (CIFAR-10, 64k iterations): ResNets have generally smaller responses than their plain "
-        "counterparts, and the deeper ResNet-110 smaller ones than ResNet-20/56, supporting the view that residual "
-        "functions are generally closer to zero than non-residual ones."), "",
-    ]
-    atomic_write_text(exp_dir / "results.md", "\n".join(text))
+    publish_results(exp_dir, record, {
+        "title": record["title"], "setup": setup_rows(record, setup), "table": table.shown(),
+        "text": [("A layer's response is the output of each 3x3 convolution after its BN and before the ReLU or the "
+                  "addition (v1 nets; in pre-activation nets the convolution's own output). Its std is taken over "
+                  "all values of that output for the images (images x channels x positions); \"channel std\" is "
+                  "instead the mean over channels of each channel's std. The weights are each run's final "
+                  "checkpoint.")],
+        "figure": ["layer response std", figure.name],
+        "files": [["results.csv", "this table"], ["responses.csv", "every layer"]], "verdicts": found,
+        "notes": [("DRL Figure 7 (CIFAR-10, 64k iterations): ResNets have generally smaller responses than their "
+                   "plain counterparts, and the deeper ResNet-110 smaller ones than ResNet-20/56, supporting the view "
+                   "that residual functions are generally closer to zero than non-residual ones.")]})
     log(f"wrote {exp_dir / 'results.md'}, results.csv, responses.csv, {figure.name}")
     return {"results": table.rows, "verdicts": found, "figure": figure, "markdown": exp_dir / "results.md"}

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from resnetlab.files import write_json
+from resnetlab.train.concurrent import Job, chunks, fit_concurrently, raise_for, resolve_concurrency
 from resnetlab.train.config import TrainConfig
 from resnetlab.train.history import read_history
 from resnetlab.train.loop import Log, TrainingStopped, fit
@@ -90,8 +91,14 @@ def is_done(run_dir: Path, config: TrainConfig) -> bool:
 
 
 def run_sweep(exp_dir: Path, base: TrainConfig, specs: list[RunSpec], *, log: Log = print,
-              show_progress: bool | None = None) -> list[RunResult]:
-    """Train every spec (skipping finished runs); returns each run's results and history, in spec order."""
+              show_progress: bool | None = None, concurrent: int | str = 1) -> list[RunResult]:
+    """Train every spec (skipping finished runs); returns each run's results and history, in spec order.
+
+    ``concurrent``: how many runs train side by side (``train/concurrent.py``); ``auto``: all of them on CUDA,
+    one after another on a CPU."""
+    count = resolve_concurrency(concurrent, base.device, len(specs))
+    if count > 1:
+        train_side_by_side(exp_dir, base, specs, count, log)
     outcomes = []
     for index, spec in enumerate(specs, 1):
         run_dir = exp_dir / "runs" / spec.name
@@ -110,6 +117,26 @@ def run_sweep(exp_dir: Path, base: TrainConfig, specs: list[RunSpec], *, log: Lo
         results = json.loads((run_dir / "results.json").read_text())
         outcomes.append(RunResult(spec, run_dir, results, read_history(run_dir)))
     return outcomes
+
+
+def train_side_by_side(exp_dir: Path, base: TrainConfig, specs: list[RunSpec], count: int, log: Log) -> None:
+    """Train the unfinished specs ``count`` at a time; a failed run (non-finite loss) is raised after the others
+    have finished, a stop request once every run has its checkpoint."""
+    pending = [(spec, spec.config(base)) for spec in specs if not is_done(exp_dir / "runs" / spec.name,
+                                                                           spec.config(base))]
+    failed = []
+    for group in chunks(pending, count):
+        log(f"training side by side: {', '.join(spec.name for spec, _ in group)}")
+        jobs = [Job(config, exp_dir / "runs" / spec.name, overrides=config.to_dict()) for spec, config in group]
+        outcomes = fit_concurrently(jobs, log=log)
+        for outcome, (_, config) in zip(outcomes, group):
+            if outcome.results is not None:
+                write_json(outcome.job.run_dir / DONE_FILE, {"config": _fingerprint(config)})
+        stopped = [outcome.stopped for outcome in outcomes if outcome.stopped]
+        if stopped:
+            raise SweepStopped(stopped[0])
+        failed += [outcome for outcome in outcomes if outcome.error]
+    raise_for(failed)
 
 
 def run_records(outcomes: list[RunResult]) -> list[dict[str, Any]]:

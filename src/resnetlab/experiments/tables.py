@@ -54,23 +54,25 @@ class Table:
         writer.writerows(self.rows)
         return buffer.getvalue()
 
-    def to_markdown(self) -> str:
+    def shown(self) -> dict[str, list]:
+        """The Markdown view as data (column titles, rows of cells), as ``experiment.json`` keeps it."""
         view = self.view or [(key, (lambda row, key=key: row[key])) for key in self.columns]
-        lines = ["| " + " | ".join(title for title, _ in view) + " |",
-                 "|" + "|".join("---" for _ in view) + "|"]
-        for row in self.rows:
-            lines.append("| " + " | ".join(_cell(make(row)) for _, make in view) + " |")
-        return "\n".join(lines)
+        return {"columns": [title for title, _ in view], "rows": [[make(row) for _, make in view] for row in self.rows]}
+
+    def to_markdown(self) -> str:
+        return markdown_table(self.shown())
 
     def write_csv(self, path: Path) -> Path:
         atomic_write_text(path, self.to_csv())
         return path
 
 
+def markdown_table(shown: dict[str, list]) -> str:
+    """A pipe table of ``{"columns": [...], "rows": [[...], ...]}``; an empty cell shows a dash."""
+    lines = ["| " + " | ".join(shown["columns"]) + " |", "|" + "|".join("---" for _ in shown["columns"]) + "|"]
+    lines += ["| " + " | ".join(_cell(str(cell)) for cell in row) + " |" for row in shown["rows"]]
+    return "\n".join(lines)
+
+
 def _cell(text: str) -> str:
     return (text or DASH).replace("|", "\\|").replace("\n", " ")
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))

@@ -83,21 +83,22 @@ def preact_comparison(depths: list[int], seeds: list[int]) -> Comparison:
 
 
 def run_shortcuts(depths: list[int], options: list[str], seeds: list[int], exp_dir: str | Path, base: TrainConfig,
-                  arguments: dict[str, Any], *, log: Log = print, show_progress: bool | None = None
-                  ) -> dict[str, Any]:
+                  arguments: dict[str, Any], *, log: Log = print, show_progress: bool | None = None,
+                  concurrent: int | str = 1) -> dict[str, Any]:
     """Train ResNets of each depth with each shortcut option; table, curves and verdicts."""
     if base.shortcut:
         raise UserError("the shortcut experiment sets the shortcut of each run itself; drop --set shortcut")
     arguments = {**arguments, "depths": sorted(set(depths)), "options": options, "seeds": seeds}
     return run_comparison(shortcuts_comparison(depths, options, seeds), exp_dir, base, arguments, log=log,
-                          show_progress=show_progress)
+                          show_progress=show_progress, concurrent=concurrent)
 
 
 def run_preact(depths: list[int], seeds: list[int], exp_dir: str | Path, base: TrainConfig,
-               arguments: dict[str, Any], *, log: Log = print, show_progress: bool | None = None) -> dict[str, Any]:
+               arguments: dict[str, Any], *, log: Log = print, show_progress: bool | None = None,
+               concurrent: int | str = 1) -> dict[str, Any]:
     """Train v1 and pre-activation ResNets of each depth; table, curves and verdicts."""
     if base.shortcut:
         raise UserError("the pre-activation experiment keeps each model's own shortcut; drop --set shortcut")
     arguments = {**arguments, "depths": sorted(set(depths)), "seeds": seeds}
     return run_comparison(preact_comparison(depths, seeds), exp_dir, base, arguments, log=log,
-                          show_progress=show_progress)
+                          show_progress=show_progress, concurrent=concurrent)

@@ -19,13 +19,15 @@ from torch import nn
 
 from resnetlab.models.blocks import PreActBasicBlock, PreActBottleneck
 from resnetlab.models.checkpointing import GradCheckpointingMixin, run_blocks
-from resnetlab.models.resnet import cifar_depth_to_blocks, init_weights
+from resnetlab.models.resnet import PooledClassifier, cifar_depth_to_blocks, init_weights, make_stage
 
 PreActBlock = type[PreActBasicBlock] | type[PreActBottleneck]
 
 
-class PreActResNet(GradCheckpointingMixin, nn.Module):
-    """A CIFAR pre-activation ResNet: 3x3 stem, three stages, final BN-ReLU, pooling, classifier."""
+class PreActResNet(PooledClassifier, GradCheckpointingMixin, nn.Module):
+    """A CIFAR pre-activation ResNet: 3x3 stem, three stages, final BN-ReLU, pooling, classifier. The stages and
+    the head are ResNet's (``make_stage``, ``PooledClassifier``); the stem (no BN-ReLU after the first conv) and the
+    final BN-ReLU are what pre-activation changes (IM Figure 4e)."""
 
     def __init__(self, block: PreActBlock, blocks_per_stage: int, *, num_classes: int = 10,
                  shortcut: str = "B", in_channels: int = 3, stride_in_1x1: bool = True) -> None:
@@ -47,13 +49,10 @@ class PreActResNet(GradCheckpointingMixin, nn.Module):
         nn.init.zeros_(self.fc.bias)
 
     def _make_layer(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
-        layers = []
         extra = {"stride_in_1x1": self.stride_in_1x1} if self.block is PreActBottleneck else {}
-        for index in range(blocks):
-            layers.append(self.block(self.inplanes, planes, stride if index == 0 else 1, self.shortcut_option,
-                                     **extra))
-            self.inplanes = planes * self.block.expansion
-        return nn.Sequential(*layers)
+        stage, self.inplanes = make_stage(self.block, self.inplanes, planes, blocks, stride, self.shortcut_option,
+                                          **extra)
+        return stage
 
     def stages(self) -> list[nn.Sequential]:
         return [self.layer1, self.layer2, self.layer3]
@@ -63,12 +62,6 @@ class PreActResNet(GradCheckpointingMixin, nn.Module):
         for stage in self.stages():
             x = run_blocks(stage, x, self.grad_checkpointing)
         return self.relu(self.bn(x))
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.avgpool(x), 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def preact_bottleneck_resnet(depth: int, *, num_classes: int = 10, shortcut: str = "B",

@@ -19,7 +19,33 @@ Block = type[BasicBlock] | type[Bottleneck]
 STEMS = ("imagenet", "cifar")
 
 
-class ResNet(GradCheckpointingMixin, nn.Module):
+def make_stage(block: type[nn.Module], in_channels: int, planes: int, blocks: int, stride: int,
+               *args: object, **options: object) -> tuple[nn.Sequential, int]:
+    """One stage of ``blocks`` blocks and its output channels (torchvision's ``_make_layer``): the first block
+    takes the stride and the change of width, so its shortcut is the one the shortcut option decides; ``args`` and
+    ``options`` go to every block after (in_channels, planes, stride)."""
+    layers = []
+    for index in range(blocks):
+        layers.append(block(in_channels, planes, stride if index == 0 else 1, *args, **options))
+        in_channels = planes * block.expansion
+    return nn.Sequential(*layers), in_channels
+
+
+class PooledClassifier:
+    """The head every ResNet of the papers ends in: global average pooling, then one linear layer (DRL section 3.4,
+    Table 1); ``forward`` is the features (``forward_features``, from the subclass) then the head."""
+
+    avgpool: nn.AdaptiveAvgPool2d
+    fc: nn.Linear
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+class ResNet(PooledClassifier, GradCheckpointingMixin, nn.Module):
     """A v1 ResNet (or, with ``residual=False``, its plain twin).
 
     Args:
@@ -73,14 +99,10 @@ class ResNet(GradCheckpointingMixin, nn.Module):
                     nn.init.zeros_(module.last_norm().weight)
 
     def _make_layer(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
-        """One stage; the first block changes the shape, so its shortcut is the one the option decides."""
         options = {"stride_in_1x1": self.stride_in_1x1} if issubclass(self.block, Bottleneck) else {}
-        layers = []
-        for index in range(blocks):
-            layers.append(self.block(self.inplanes, planes, stride if index == 0 else 1, self.shortcut_option,
-                                     self.residual, **options))
-            self.inplanes = planes * self.block.expansion
-        return nn.Sequential(*layers)
+        stage, self.inplanes = make_stage(self.block, self.inplanes, planes, blocks, stride, self.shortcut_option,
+                                          self.residual, **options)
+        return stage
 
     def stages(self) -> list[nn.Sequential]:
         return [getattr(self, f"layer{index + 1}") for index in range(self.num_stages)]
@@ -90,12 +112,6 @@ class ResNet(GradCheckpointingMixin, nn.Module):
         for stage in self.stages():
             x = run_blocks(stage, x, self.grad_checkpointing)
         return x
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.avgpool(x), 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def init_weights(model: nn.Module) -> None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from resnetlab.models import model_info
 
 if TYPE_CHECKING:
-    from resnetlab.train.loop import Session
+    from resnetlab.train.run import Run as Session
 
 # A 7x7 stride-2 stem and a max-pool divide the side by 4 before the first stage, and the stages by 8 more:
 # below 64 px the last stage sees 1x1 maps (DRL Table 1 is designed for 224x224).

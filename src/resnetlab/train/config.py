@@ -1,5 +1,11 @@
 """Training configuration: one typed dataclass, filled from recipe TOML files, a user's TOML file and flags.
 
+Each field is declared once, here, with its help text (``metadata["help"]``, litgpt-style documentation where the
+field is declared); the command-line flags of ``train``, ``experiment`` and ``bench`` are generated from these
+declarations (``resnetlab.cli_config``), so a new field is a new flag with nothing else to edit. Whether a field may
+change when a run is resumed is declared here too (``resume="fixed"``) and checked by ``resume_config``, which the
+training loop applies however it is called.
+
 Precedence, lowest first: the dataclass defaults, the named recipe (``recipes/<name>.toml``), ``--config FILE``,
 then command-line overrides. The resolved config is written to the run directory as ``config.toml``.
 """
@@ -7,6 +13,7 @@ then command-line overrides. The resolved config is written to the run directory
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import tomllib
 from collections.abc import Callable
@@ -16,80 +23,115 @@ from typing import Any, get_type_hints
 
 import tomli_w
 
+from resnetlab.data.augment import AUGMENTATIONS
+from resnetlab.data.normalize import NORMALIZATIONS
 from resnetlab.errors import UserError
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
 
+# The sections of ``resnetlab train --help``: the first field of each.
+SECTIONS = {"model": "model", "data": "data", "optimizer": "optimisation",
+            "epochs": "schedule (the training length is iterations if positive, else epochs)",
+            "eval_flip": "evaluation and selection", "seed": "runtime (seed, device, speed, records)"}
+
+
+def setting(default: Any, help: str, **metadata: Any) -> Any:
+    """A field with its documentation. ``metadata``: ``flag`` (when not ``--field-name``), ``metavar``,
+    ``choices`` (shown in the help; ``validate`` checks them), ``resume="fixed"`` (a resumed run refuses a new
+    value)."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help, **metadata})
+    return field(default=default, metadata={"help": help, **metadata})
+
 
 @dataclass
 class TrainConfig:
-    """Everything that decides a training run. Units are in the field comments."""
+    """Everything that decides a training run."""
 
-    # model
-    model: str = "resnet20"
-    shortcut: str = ""  # "" = the model's default (A for CIFAR v1), else A, B or C
-    zero_init_residual: bool = False
-    # data
-    data: str = ""  # path, cifar10, cifar100, synthetic; "" = $RESNETLAB_DATA, then cifar10
-    image_size: int = 32
-    strict_image_size: bool = False  # refuse images of another size instead of resizing them
-    val_split: int = 5000  # training images held out for validation (the paper's 45k/5k)
-    normalization: str = "pixel_mean"  # pixel_mean | channel | none
-    augmentation: str = "crop_flip"  # crop_flip | keras | none
-    rotation_range: float = 20.0  # keras: ImageDataGenerator's rotation_range (degrees)
-    width_shift_range: float = 0.2  # keras: ImageDataGenerator's width_shift_range (fraction of the width)
-    height_shift_range: float = 0.2  # keras: ImageDataGenerator's height_shift_range (fraction of the height)
-    # optimisation
-    optimizer: str = "sgd"  # sgd | adam | adamw
-    lr: float = 0.1  # peak learning rate
-    momentum: float = 0.9
-    nesterov: bool = False
-    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    adam_eps: float = 1e-8
-    weight_decay: float = 1e-4  # decoupled from the loss, SGD-style (added to the gradient)
-    wd_exclude_norm_bias: bool = False  # no weight decay on BN parameters and biases
-    l2: float = 0.0  # Keras-style kernel_regularizer: l2 * sum(w^2) of conv kernels added to the loss
-    label_smoothing: float = 0.0
-    batch_size: int = 128
-    drop_last: bool = True  # drop the last partial training batch of each epoch
-    steps_per_epoch: int = 0  # batches per epoch, the first ones of each epoch's shuffle (Keras' fit); 0 = one pass
-    # schedule: training length is `iterations` if positive, else `epochs` full passes
-    epochs: int = 0
-    iterations: int = 64000
-    schedule: str = "step"  # step | keras | cosine | onecycle | constant
-    milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # fractions of training where lr *= gamma
-    gamma: float = 0.1
-    warmup_iterations: int = 0  # linear warm-up from 0 (cosine / onecycle / step)
-    warmup_lr: float = 0.0  # paper's deep-net warm-up: this lr until train error < warmup_error
-    warmup_error: float = 0.8
-    warmup_max_iterations: int = 2000
-    warmup_min_depth: int = 0  # the warm-up applies to models at least this deep (paper: ResNet-110 and deeper)
-    warmup_check_every: int = 50  # steps between warm-up checks, each on the training error of those steps
-    onecycle_peak: float = 0.25  # fraction of training spent rising to the peak (onecycle)
-    final_lr_fraction: float = 0.0  # lr at the end of cosine / onecycle, relative to the peak
-    plateau_factor: float = 0.0  # ReduceLROnPlateau factor; 0 = off
-    plateau_patience: int = 5
-    plateau_min_lr: float = 0.0
-    plateau_monitor: str = "val_loss"  # val_loss | val_acc
-    plateau_reset_by_schedule: bool = False  # Keras: LearningRateScheduler resets lr each epoch (see keras.toml)
-    # evaluation and selection
-    eval_flip: bool = False  # also report val/test accuracy with left-right flip test-time augmentation
-    select_on: str = "val"  # split that picks the "best" checkpoint: val, or test (the tutorial's practice)
-    # runtime
-    seed: int = 0
-    deterministic: bool = False
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | off
-    channels_last: str = "auto"  # auto (= on: faster on CUDA and on CPU with oneDNN) | on | off
-    compile: bool = False
-    cuda_graphs: str = "auto"  # auto (on where supported: CUDA, fused SGD, one process) | on | off; train/graphs.py
-    sync_bn: bool = False  # multi-process: BatchNorm statistics over the global batch (SyncBatchNorm)
-    activation_checkpointing: int = 0  # 0 off; k: keep only every k-th block's input; -1: one segment per stage
-    log_every: int = 50  # steps between progress updates (and host synchronisations)
-    eval_every: int = 0  # steps between extra history rows (evaluation) inside epochs; 0 = at epoch ends only
-    checkpoint_every: int = 1  # epochs between checkpoints
-    keep_checkpoints: int = 2
-    tensorboard: bool = True
+    model: str = setting("resnet20", "model name, e.g. resnet56 (see `resnetlab list`)", resume="fixed",
+                            metavar="MODEL")
+    shortcut: str = setting("", "shortcut option A, B or C (default: the model's own, A for CIFAR v1)",
+                            resume="fixed")
+    zero_init_residual: bool = setting(False, "zero the last BN of each block, so each block starts as the "
+                                       "identity (Goyal et al. 2017)", resume="fixed")
+
+    data: str = setting("", "PATH (folder or archive), cifar10, cifar100 or synthetic (default: $RESNETLAB_DATA, "
+                        "else cifar10)", resume="fixed", metavar="SOURCE")
+    image_size: int = setting(32, "side length images are resized to", resume="fixed")
+    strict_image_size: bool = setting(False, "refuse images of another size instead of resizing them",
+                                      flag="--strict-size")
+    val_split: int = setting(5000, "training images held out for validation (0: none; the paper's 45k/5k)",
+                             resume="fixed")
+    normalization: str = setting("pixel_mean", "input normalisation", choices=NORMALIZATIONS,
+                                 resume="fixed")
+    augmentation: str = setting("crop_flip", "training augmentation", choices=AUGMENTATIONS)
+    rotation_range: float = setting(20.0, "keras augmentation: ImageDataGenerator's rotation_range (degrees)")
+    width_shift_range: float = setting(0.2, "keras augmentation: ImageDataGenerator's width_shift_range "
+                                       "(fraction of the width)")
+    height_shift_range: float = setting(0.2, "keras augmentation: ImageDataGenerator's height_shift_range "
+                                        "(fraction of the height)")
+
+    optimizer: str = setting("sgd", "optimizer", choices=("sgd", "adam", "adamw"))
+    lr: float = setting(0.1, "peak learning rate")
+    momentum: float = setting(0.9, "SGD momentum")
+    nesterov: bool = setting(False, "Nesterov momentum (SGD)")
+    adam_betas: list[float] = setting([0.9, 0.999], "Adam's (beta1, beta2)")
+    adam_eps: float = setting(1e-8, "Adam's epsilon")
+    weight_decay: float = setting(1e-4, "SGD-style weight decay, added to the gradient by the optimizer", flag="--wd")
+    wd_exclude_norm_bias: bool = setting(False, "no weight decay on BN parameters and biases")
+    l2: float = setting(0.0, "Keras-style kernel_regularizer: l2 * sum(w^2) of the conv kernels added to the loss")
+    label_smoothing: float = setting(0.0, "label smoothing of the cross-entropy")
+    batch_size: int = setting(128, "training batch size (all processes together)", resume="fixed")
+    drop_last: bool = setting(True, "drop the last partial training batch of each epoch")
+    steps_per_epoch: int = setting(0, "batches per epoch, the first ones of each epoch's shuffle, as Keras' fit "
+                                   "takes steps_per_epoch (0: one pass over the training split)")
+
+    epochs: int = setting(0, "train for this many epochs (replaces the recipe's length)")
+    iterations: int = setting(64000, "train for this many steps (replaces the recipe's length)")
+    schedule: str = setting("step", "learning-rate schedule", choices=("step", "keras", "cosine", "onecycle",
+                                                                       "constant"))
+    milestones: list[float] = setting([0.5, 0.75], "fractions of training where the step schedule multiplies the "
+                                      "lr by gamma")
+    gamma: float = setting(0.1, "the step schedule's factor")
+    warmup_iterations: int = setting(0, "linear warm-up from 0 over this many steps (cosine, onecycle, step)")
+    warmup_lr: float = setting(0.0, "the paper's deep-net warm-up: this lr until the training error < warmup_error")
+    warmup_error: float = setting(0.8, "training error that ends the paper's warm-up")
+    warmup_max_iterations: int = setting(2000, "the paper's warm-up ends after this many steps at the latest")
+    warmup_min_depth: int = setting(0, "the paper's warm-up applies to models at least this deep (ResNet-110+)")
+    warmup_check_every: int = setting(50, "steps between the warm-up's checks, each on the training error of "
+                                      "those steps (a recipe value: no logging setting moves it)")
+    onecycle_peak: float = setting(0.25, "fraction of training spent rising to the peak (onecycle)")
+    final_lr_fraction: float = setting(0.0, "lr at the end of cosine / onecycle, relative to the peak")
+    plateau_factor: float = setting(0.0, "ReduceLROnPlateau factor (0: off)")
+    plateau_patience: int = setting(5, "ReduceLROnPlateau: epochs without improvement before a reduction")
+    plateau_min_lr: float = setting(0.0, "ReduceLROnPlateau: the lowest lr")
+    plateau_monitor: str = setting("val_loss", "ReduceLROnPlateau: the value watched", choices=("val_loss",
+                                                                                                  "val_acc"))
+    plateau_reset_by_schedule: bool = setting(False, "Keras: the LearningRateScheduler resets the lr every epoch, "
+                                              "undoing plateau reductions (see keras.toml)")
+
+    eval_flip: bool = setting(False, "also report val/test accuracy with left-right flip test-time augmentation")
+    select_on: str = setting("val", "split that picks the best checkpoint (test: the tutorial's practice)",
+                             choices=("val", "test"))
+
+    seed: int = setting(0, "random seed (weights, data order, augmentation)", resume="fixed")
+    deterministic: bool = setting(False, "deterministic kernels (slower): bit-exact resume on CPU")
+    device: str = setting("auto", "auto, cpu, cuda or cuda:N", metavar="DEVICE")
+    amp: str = setting("auto", "bf16 autocast (auto: where the GPU or CPU computes bf16 natively, else fp32; "
+                       "train/precision.py)", choices=("auto", "bf16", "off"))
+    channels_last: str = setting("auto", "channels_last memory format (auto = on: faster on CUDA and on CPU with "
+                                 "oneDNN)", choices=("auto", "on", "off"))
+    compile: bool = setting(False, "torch.compile the model")
+    cuda_graphs: str = setting("auto", "replay the step as a CUDA graph (auto: where supported: CUDA, fused SGD, "
+                               "one process; train/graphs.py)", choices=("auto", "on", "off"))
+    sync_bn: bool = setting(False, "several processes: BatchNorm statistics over the global batch (SyncBatchNorm)")
+    activation_checkpointing: int = setting(0, "keep only every K-th block's input and recompute the rest (-1: one "
+                                            "segment per stage; 0: off)")
+    log_every: int = setting(50, "steps between progress updates (and host synchronisations)")
+    eval_every: int = setting(0, "steps between extra history rows (evaluation) inside epochs (0: epoch ends only)")
+    checkpoint_every: int = setting(1, "epochs between checkpoints")
+    keep_checkpoints: int = setting(2, "step checkpoints kept (the best one is kept besides)")
+    tensorboard: bool = setting(True, "mirror the history to TensorBoard (when the tensorboard package is there)")
 
     def total_steps(self, steps_per_epoch: int) -> int:
         return self.iterations if self.iterations > 0 else self.epochs * steps_per_epoch
@@ -110,16 +152,12 @@ class TrainConfig:
             (self.val_split >= 0, f"val split cannot be negative, got {self.val_split}"),
             (self.steps_per_epoch >= 0, f"steps_per_epoch cannot be negative, got {self.steps_per_epoch}"),
             (self.warmup_check_every > 0, f"warmup_check_every must be positive, got {self.warmup_check_every}"),
-            (self.optimizer in ("sgd", "adam", "adamw"), f"unknown optimizer {self.optimizer!r}: sgd, adam, adamw"),
-            (self.schedule in ("step", "keras", "cosine", "onecycle", "constant"),
-             f"unknown schedule {self.schedule!r}: step, keras, cosine, onecycle, constant"),
-            (self.select_on in ("val", "test"), f"select_on must be val or test, got {self.select_on!r}"),
             (self.select_on == "test" or self.val_split > 0 or self.plateau_factor == 0,
              "a plateau schedule needs a validation split (--val-split N) or select_on = \"test\""),
-            (self.amp in ("auto", "bf16", "off"), f"amp must be auto, bf16 or off, got {self.amp!r}"),
-            (self.channels_last in ("auto", "on", "off"), "channels_last must be auto, on or off"),
-            (self.cuda_graphs in ("auto", "on", "off"), "cuda_graphs must be auto, on or off"),
         ]
+        checks += [(getattr(self, f.name) in f.metadata["choices"],
+                    f"unknown {f.name} {getattr(self, f.name)!r}; choose one of {', '.join(f.metadata['choices'])}")
+                   for f in fields(self) if "choices" in f.metadata]
         for ok, message in checks:
             if not ok:
                 raise UserError(message)
@@ -129,17 +167,28 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-def apply_overrides(config: TrainConfig, overrides: dict[str, Any], log: Callable[[str], None]) -> TrainConfig:
-    """On resume the stored config rules; explicit overrides (e.g. more epochs) are applied and logged."""
-    values = config.to_dict()
+FIXED_ON_RESUME = tuple(f.name for f in fields(TrainConfig) if f.metadata.get("resume") == "fixed")
+
+
+def resume_config(stored: dict[str, Any], overrides: dict[str, Any], log: Callable[[str], None],
+                  run_dir: str | Path = "the run") -> TrainConfig:
+    """The config a resumed run continues with: the stored one, with the explicit overrides (e.g. more epochs)
+    applied and logged. A field declared ``resume="fixed"`` (the model, the data and its split, the seed, the
+    batch size: what the checkpoint's weights and data order depend on) is refused with a new value."""
+    values = {key: value for key, value in stored.items() if key in field_types()}
     for key, value in overrides.items():
         value = coerce(key, value)
-        if values.get(key) != value:
-            log(f"resume: overriding {key} = {values.get(key)!r} -> {value!r}")
-            values[key] = value
+        if values.get(key) == value:
+            continue
+        if key in FIXED_ON_RESUME:
+            raise UserError(f"cannot change {key} of an existing run ({run_dir} has {values.get(key)!r}); "
+                            "use another --out")
+        log(f"resume: overriding {key} = {values.get(key)!r} -> {value!r}")
+        values[key] = value
     return TrainConfig(**values).validate()
 
 
+@functools.cache
 def field_types() -> dict[str, type]:
     hints = get_type_hints(TrainConfig)
     return {f.name: hints[f.name] for f in fields(TrainConfig)}

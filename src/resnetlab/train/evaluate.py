@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from resnetlab.train.precision import autocast_context
 
 
 @dataclass
@@ -26,15 +27,6 @@ class Evaluation:
     def per_class_accuracy(self) -> list[float]:
         totals = self.confusion.sum(dim=1).clamp(min=1)
         return (self.confusion.diag() / totals).tolist()
-
-
-def autocast_context(device: torch.device, enabled: bool, cache: bool = True):
-    """bf16 autocast where asked (CUDA, or CPU with AVX-512 bf16); a no-op otherwise.
-
-    ``cache=False`` for a step that may be captured in a CUDA graph: autocast's cache of cast weights would
-    hold tensors from the capture's memory pool across replays (the PyTorch CUDA-graph notes ask for it).
-    """
-    return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=cache) if enabled else nullcontext()
 
 
 @torch.no_grad()

@@ -16,7 +16,8 @@ from resnetlab.errors import CheckpointError, DataError
 from resnetlab.models import create_model, fold_batchnorm
 from resnetlab.models.weights import get_weights, parse_weights_name
 from resnetlab.train.checkpoint import load_checkpoint
-from resnetlab.train.evaluate import Evaluation, autocast_context, evaluate
+from resnetlab.train.evaluate import Evaluation, evaluate
+from resnetlab.train.precision import autocast_context
 
 
 @dataclass

@@ -6,13 +6,15 @@ processor multiplies bf16 natively, with AMX-BF16 tiles or AVX512-BF16 instructi
 Rapids and later; AMD Zen 4 and later): there, oneDNN's bf16 convolutions ran ResNet-20 training 1.7x and inference
 2.7x faster than fp32 (benchmarks/README.md). Without them (AVX2-only processors, older AVX-512 ones) PyTorch
 emulates bf16 by converting to fp32 and back, which is slower than fp32 itself, so ``auto`` stays fp32.
-``--amp bf16`` or ``--amp off`` force either.
+``--amp bf16`` or ``--amp off`` force either. ``autocast_context`` is the one place the choice is applied
+(training step, evaluation, inference, bench).
 """
 
 from __future__ import annotations
 
 import functools
 import platform
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -110,3 +112,12 @@ def choose_precision(requested: str, device: torch.device | str, cpu: CpuFacts |
     if requested == "bf16":
         return Precision(requested, True, "forced" + ("" if native else f"; {where}, so it is emulated and slow"))
     return Precision(requested, native, where)
+
+
+def autocast_context(device: torch.device, enabled: bool, cache: bool = True):
+    """bf16 autocast where ``enabled`` (``Precision.bf16``); a no-op otherwise.
+
+    ``cache=False`` for a step that may be captured in a CUDA graph: autocast's cache of cast weights would
+    hold tensors from the capture's memory pool across replays (the PyTorch CUDA-graph notes ask for it).
+    """
+    return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=cache) if enabled else nullcontext()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -20,10 +19,11 @@ from safetensors.torch import save_file
 
 import resnetlab
 from resnetlab.errors import UserError
+from resnetlab.files import atomic_path, atomic_write_text
 from resnetlab.models.weights import INDEX_FILE, INDEX_FORMAT, PACKAGE_WEIGHTS, PublishedWeights, file_sha256, read_index
 from resnetlab.train.checkpoint import FORMAT, list_checkpoints, load_checkpoint
 from resnetlab.train.config import recipe_names, resolve_config
-from resnetlab.train.history import atomic_write_text, read_history
+from resnetlab.train.history import read_history
 from resnetlab.train.inference import evaluate_checkpoint, load_trained
 
 # Fields that do not change what is trained (or only where it runs), left out when naming a config's recipe.
@@ -107,17 +107,12 @@ def publish(source: str | Path, tag: str = "cifar10", weights_dir: str | Path | 
         "published": time.strftime("%Y-%m-%d"), "resnetlab": resnetlab.__version__, "torch": torch.__version__,
     }
     folder = Path(weights_dir) if weights_dir else PACKAGE_WEIGHTS
-    folder.mkdir(parents=True, exist_ok=True)
     file_name = f"{metadata['model']}-{tag}.safetensors"
-    temporary = folder / f".{file_name}.{os.getpid()}.tmp"
     tensors = {key: value.detach().float().contiguous() if value.is_floating_point() else value.contiguous()
                for key, value in checkpoint.model_state.items()}
     published_meta = {**metadata, "published": {**record, "config": config}}
-    try:
+    with atomic_path(folder / file_name) as temporary:
         save_file(tensors, temporary, metadata={"format": FORMAT, "resnetlab": json.dumps(published_meta)})
-        os.replace(temporary, folder / file_name)
-    finally:
-        temporary.unlink(missing_ok=True)
     sha = file_sha256(folder / file_name)
     name = f"{metadata['model']}.{tag}"
     index = read_index(folder)

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from resnetlab.train.concurrent import Job, chunks, fit_concurrently, raise_for, resolve_concurrency
 from resnetlab.train.config import TrainConfig
 from resnetlab.files import atomic_write_text, write_json
 from resnetlab.train.loop import Log, fit
@@ -32,15 +33,25 @@ def mean_std(values: Iterable[float | None]) -> MeanStd:
 
 
 def fit_seeds(config: TrainConfig, out: str | Path, seeds: list[int], *, log: Log = print,
-              show_progress: bool | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Train ``out/seed-<s>`` for each seed (finished runs are not redone) and write ``out/summary.{json,md}``."""
+              show_progress: bool | None = None, overrides: dict[str, Any] | None = None,
+              concurrent: int | str = 1) -> dict[str, Any]:
+    """Train ``out/seed-<s>`` for each seed (finished runs are not redone) and write ``out/summary.{json,md}``.
+
+    ``concurrent``: seeds trained side by side (``train/concurrent.py``; ``auto``: all of them on CUDA)."""
     out = Path(out)
+    jobs = [Job(dataclasses.replace(config, seed=seed), out / f"seed-{seed}", {**(overrides or {}), "seed": seed})
+            for seed in seeds]
+    count = resolve_concurrency(concurrent, config.device, len(jobs))
     results = []
-    for seed in seeds:
-        log(f"--- seed {seed} ---")
-        seed_overrides = {**(overrides or {}), "seed": seed}
-        results.append(fit(dataclasses.replace(config, seed=seed), out / f"seed-{seed}", overrides=seed_overrides,
-                           log=log, show_progress=show_progress))
+    for group in chunks(jobs, count):
+        if count == 1:
+            log(f"--- seed {group[0].config.seed} ---")
+            results.append(fit(group[0].config, group[0].run_dir, overrides=group[0].overrides, log=log,
+                               show_progress=show_progress))
+            continue
+        outcomes = fit_concurrently(group, log=log)
+        raise_for(outcomes)
+        results += [outcome.results for outcome in outcomes]
     summary = {"model": config.model, "seeds": seeds, "runs": results,
                **{key: mean_std(r.get(key) for r in results)._asdict() for key in SUMMARY_KEYS}}
     write_json(out / "summary.json", summary)

@@ -20,8 +20,8 @@ from torch import nn
 
 from resnetlab.errors import UserError
 from resnetlab.train.config import TrainConfig
-from resnetlab.train.evaluate import autocast_context
 from resnetlab.train.optim import conv_kernels, l2_penalty
+from resnetlab.train.precision import autocast_context
 
 
 class NonFiniteLoss(UserError):

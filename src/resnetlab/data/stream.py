@@ -1,0 +1,197 @@
+"""The streaming path: image files decoded as they are needed, in DataLoader worker processes, for folders of
+any size (ImageNet: 1.28M JPEGs, ~190 GB decoded at 224 px).
+
+Memory is bounded by the batch pipeline, not the dataset: each worker holds the batch it is decoding and
+``prefetch`` finished ones wait in shared memory, as uint8 (B, H, W, 3) (a quarter of the float32 batches of a
+typical pipeline). Normalisation and the optional device-side augmentation happen on the device, for the
+whole batch, as in the in-memory path.
+
+Batches follow the in-memory ``DeviceLoader``'s rules: the order of epoch e is a permutation drawn from
+(seed, e), sharded over ranks like ``DistributedSampler`` (``loader.rank_indices``), and the random crop and
+flip of image i in epoch e are drawn from (seed, e, i) alone, so they do not depend on the number of workers,
+ranks or the batch size, and a resumed run sees the batches an uninterrupted one would have seen.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from resnetlab.data.augment import KerasAugment, augment, check_augmentation
+from resnetlab.data.decode import _DECODE_ERRORS, default_workers
+from resnetlab.data.listing import FolderListing
+from resnetlab.data.loader import mix_seed, rank_indices
+from resnetlab.data.messages import one_line
+from resnetlab.data.normalize import Normalizer
+from resnetlab.data.transforms import ImageTransform
+from resnetlab.errors import DataError, UserError
+
+Key = tuple[int, int]  # (image index, epoch)
+
+
+class ImageFiles(torch.utils.data.Dataset):
+    """Image files with labels, each decoded through ``transform`` when its batch is asked for.
+
+    Indexed by (image index, epoch): the epoch seeds the image's random crop and flip. A file that cannot be
+    decoded does not raise inside the worker (which would reach the user as a multi-line traceback): the batch
+    comes back as an error message, which the loader raises as one DataError naming the file.
+    """
+
+    def __init__(self, root: Path, paths: np.ndarray, labels: np.ndarray, transform: ImageTransform,
+                 seed: int = 0) -> None:
+        self.root = Path(root)
+        self.paths = paths
+        self.labels = labels
+        self.transform = transform
+        self.seed = seed
+
+    @classmethod
+    def from_listing(cls, listing: FolderListing, split: str, transform: ImageTransform, seed: int = 0,
+                     subset: np.ndarray | None = None) -> ImageFiles:
+        paths, labels = listing.paths[split], listing.labels[split]
+        if subset is not None:
+            paths, labels = paths[subset], labels[subset]
+        return cls(listing.root, paths, labels, transform, seed)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def file(self, index: int) -> Path:
+        return self.root / self.paths[index].decode()
+
+    def load(self, index: int, epoch: int = 0) -> np.ndarray:
+        """Image `index` as uint8 (size, size, 3), with the crop and flip of `epoch` when training."""
+        rng = np.random.default_rng([self.seed, epoch, index]) if self.transform.train else None
+        path = self.file(index)
+        try:
+            with Image.open(path) as image:
+                return self.transform(image, rng)
+        except _DECODE_ERRORS as err:
+            raise DataError(f"cannot decode image {path}: {one_line(err)}") from err
+
+    def __getitem__(self, key: Key) -> tuple[np.ndarray, int]:
+        index, epoch = key
+        return self.load(index, epoch), int(self.labels[index])
+
+    def __getitems__(self, keys: list[Key]) -> tuple[torch.Tensor, torch.Tensor] | str:
+        """One batch: uint8 (B, size, size, 3) and int64 (B,), or the error message of the first bad file."""
+        size = self.transform.size
+        images = torch.empty((len(keys), size, size, 3), dtype=torch.uint8)
+        out = images.numpy()
+        for row, (index, epoch) in enumerate(keys):
+            try:
+                out[row] = self.load(index, epoch)
+            except DataError as err:
+                return str(err)
+        labels = torch.from_numpy(self.labels[[index for index, _ in keys]])
+        return images, labels
+
+
+def _as_batch(batch: tuple[torch.Tensor, torch.Tensor] | str) -> tuple[torch.Tensor, torch.Tensor] | str:
+    """collate_fn: ``__getitems__`` already made the batch."""
+    return batch
+
+
+def decode_sample(files: ImageFiles, count: int, seed: int = 0, num_workers: int | None = None) -> np.ndarray:
+    """Up to `count` images drawn without replacement, as uint8 (n, size, size, 3) (for fitting a normalizer)."""
+    n = min(count, len(files))
+    picks = np.sort(np.random.default_rng(seed).choice(len(files), size=n, replace=False))
+    with ThreadPoolExecutor(max_workers=num_workers or default_workers()) as pool:  # Pillow releases the GIL
+        return np.stack(list(pool.map(files.load, picks.tolist())))
+
+
+class StreamLoader:
+    """Batches of decoded files on the device, with the interface of ``DeviceLoader``.
+
+    Args:
+        files: the images and their transform (RandomResizedCrop + flip, or resize + centre crop).
+        batch_size: images per batch on this rank.
+        augmentation: device-side augmentation applied after the transform ("none", "crop_flip", "keras").
+        num_workers: DataLoader worker processes (0 decodes in this process; None: one per CPU).
+        prefetch: finished batches each worker may keep waiting.
+    """
+
+    def __init__(self, files: ImageFiles, batch_size: int, *, device: torch.device | str = "cpu",
+                 normalizer: Normalizer, augmentation: str | KerasAugment = "none", shuffle: bool = True,
+                 drop_last: bool = True, seed: int = 0, channels_last: bool = False, rank: int = 0,
+                 world_size: int = 1, num_workers: int | None = None, prefetch: int = 2) -> None:
+        check_augmentation(augmentation)
+        if batch_size < 1:
+            raise UserError(f"batch size must be positive, got {batch_size}")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise UserError(f"rank {rank} is not in 0..{world_size - 1} (world size {world_size})")
+        n = len(files)
+        if n == 0:
+            raise DataError("cannot serve batches from an empty split")
+        self.per_rank = n // world_size if drop_last else math.ceil(n / world_size)
+        self.num_batches = self.per_rank // batch_size if drop_last else math.ceil(self.per_rank / batch_size)
+        if self.num_batches == 0:
+            raise DataError(f"batch size {batch_size} is larger than the {self.per_rank} images per rank "
+                            f"({n} images, world size {world_size}) and drop_last is set: no batch would be left")
+        self.files = files
+        self.batch_size = batch_size
+        self.device = torch.device(device)
+        self.normalizer = normalizer
+        self.augmentation = augmentation
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.seed = seed
+        self.channels_last = channels_last
+        self.rank = rank
+        self.world_size = world_size
+        self.num_workers = default_workers() if num_workers is None else num_workers
+        self.prefetch = prefetch
+
+    def __len__(self) -> int:
+        """Batches per epoch on this rank."""
+        return self.num_batches
+
+    def indices(self, epoch: int) -> torch.Tensor:
+        """This rank's image indices for `epoch`, in batch order."""
+        return rank_indices(len(self.files), epoch, seed=self.seed, shuffle=self.shuffle, per_rank=self.per_rank,
+                            rank=self.rank, world_size=self.world_size, count=self.num_batches * self.batch_size)
+
+    def host_batches(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield (uint8 (B, size, size, 3), int64 (B,)) on the host for batches start_batch.. of `epoch`."""
+        if not 0 <= start_batch <= self.num_batches:
+            raise UserError(f"start batch {start_batch} is not in 0..{self.num_batches}")
+        order = self.indices(epoch).tolist()
+        keys = [[(index, epoch) for index in order[b * self.batch_size:(b + 1) * self.batch_size]]
+                for b in range(start_batch, self.num_batches)]
+        return self._host_batches(keys)
+
+    def _host_batches(self, keys: list[list[Key]]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if not keys:
+            return
+        workers = min(self.num_workers, len(keys))
+        loader = torch.utils.data.DataLoader(
+            self.files, batch_sampler=keys, num_workers=workers, collate_fn=_as_batch,
+            pin_memory=self.device.type == "cuda", prefetch_factor=self.prefetch if workers else None)
+        for batch in loader:
+            if isinstance(batch, str):
+                raise DataError(batch)
+            yield batch
+
+    def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield (x float32 (B, 3, H, W), y int64 (B,)) on the device for batches start_batch.. of `epoch`."""
+        batches = self.host_batches(epoch, start_batch)
+        return self._device_batches(epoch, start_batch, batches)
+
+    def _device_batches(self, epoch: int, start_batch: int, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]
+                        ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        generator = torch.Generator(device=self.device)
+        non_blocking = self.device.type == "cuda"
+        for b, (images, labels) in enumerate(batches, start=start_batch):
+            # (B, H, W, 3) viewed as (B, 3, H, W) is channels_last already: no copy on either side
+            x = self.normalizer(images.to(self.device, non_blocking=non_blocking).permute(0, 3, 1, 2))
+            if self.augmentation != "none":
+                generator.manual_seed(mix_seed(self.seed, epoch, b, self.rank))
+                x = augment(x, self.augmentation, generator)
+            x = x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+            yield x, labels.to(self.device, non_blocking=non_blocking)

@@ -1,0 +1,82 @@
+"""What a run is built from, in the order ``start_run`` (train/loop.py) calls them: ``load_data`` (the splits on the
+device, the normalizer), ``build_model`` and, on resume, ``restore`` (weights, optimizer, progress, schedules and
+the RNG, exactly as the checkpoint saved them)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from resnetlab.data import DeviceLoader, KerasAugment, Normalizer, fit_normalizer, load_dataset, split_validation
+from resnetlab.data.loader import SharedData
+from resnetlab.errors import UserError
+from resnetlab.models import create_model
+from resnetlab.train import distributed
+from resnetlab.train.checkpoint import Checkpoint
+from resnetlab.train.config import TrainConfig
+from resnetlab.train.distributed import Distributed
+from resnetlab.train.run import Progress, Run, model_kwargs
+from resnetlab.train.runlog import Log
+from resnetlab.train.schedule import PlateauState, WarmupState
+
+EVAL_BATCH_SIZE = 500
+
+
+def load_data(config: TrainConfig, device: torch.device, dist: Distributed, checkpoint: Checkpoint | None,
+              report: Log | None = None, shared: SharedData | None = None
+              ) -> tuple[Normalizer, DeviceLoader, dict[str, DeviceLoader], list[str]]:
+    """(normalizer, training loader, val/test loaders, classes). The normalizer is fitted on the training split,
+    or read from the checkpoint; each process's training loader holds its shard of the same global order.
+    ``shared``: the dataset and its splits loaded and placed on the device once for several runs in one process."""
+    source, resize = config.data or None, not config.strict_image_size
+    dataset = (shared.dataset(source, config.image_size, resize, config.val_split, config.seed, report) if shared
+               else split_validation(load_dataset(source, image_size=config.image_size, resize=resize, report=report),
+                                     config.val_split, seed=config.seed))
+    normalizer = (Normalizer.from_state_dict(checkpoint.state["normalizer"]) if checkpoint
+                  else fit_normalizer(config.normalization, dataset.train.images))
+    # channels_last is faster on both: measured here 320 vs 251 img/s training ResNet-20 on 2 CPU cores (oneDNN)
+    common = dict(device=device, normalizer=normalizer, channels_last=config.channels_last != "off",
+                  device_cache=shared.tensors if shared else None)
+    train_loader = DeviceLoader(dataset.train, distributed.per_rank_batch(config.batch_size, dist),
+                                augmentation=augmentation(config), shuffle=True, drop_last=config.drop_last,
+                                seed=config.seed, rank=dist.rank, world_size=dist.world_size, **common)
+    if config.steps_per_epoch > len(train_loader):
+        raise UserError(f"steps_per_epoch {config.steps_per_epoch} is more than the {len(train_loader)} batches of "
+                        f"one pass over the {len(dataset.train)} training images; lower it, or 0 for one pass")
+    eval_loaders = {split: DeviceLoader(arrays, EVAL_BATCH_SIZE, shuffle=False, drop_last=False, **common)
+                    for split, arrays in (("val", dataset.val), ("test", dataset.test)) if arrays is not None}
+    return normalizer, train_loader, eval_loaders, dataset.classes
+
+
+def augmentation(config: TrainConfig) -> str | KerasAugment:
+    """The loader's augmentation: "keras" carries the recipe's ImageDataGenerator ranges."""
+    if config.augmentation != "keras":
+        return config.augmentation
+    return KerasAugment(config.rotation_range, config.width_shift_range, config.height_shift_range)
+
+
+def build_model(config: TrainConfig, num_classes: int, device: torch.device, dist: Distributed) -> nn.Module:
+    """The registered model on the device, with activation checkpointing, SyncBatchNorm and channels_last as
+    configured (its initial weights come from the seed, set before)."""
+    model = create_model(config.model, **model_kwargs(config, num_classes)).to(device)
+    if config.activation_checkpointing:
+        if not hasattr(model, "set_grad_checkpointing"):
+            raise UserError(f"{config.model} does not support activation checkpointing")
+        model.set_grad_checkpointing(config.activation_checkpointing)
+    if config.sync_bn and dist.enabled and device.type != "cuda":
+        raise UserError("--sync-bn needs CUDA (PyTorch's SyncBatchNorm has no CPU implementation)")
+    if config.sync_bn and dist.enabled:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if config.channels_last != "off":
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def restore(run: Run, checkpoint: Checkpoint) -> None:
+    """Weights, optimizer, progress, warm-up and plateau state and the RNG as the checkpoint saved them."""
+    state = checkpoint.state
+    run.model.load_state_dict(checkpoint.model_state)
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.progress = Progress(**state["progress"])
+    run.warmup, run.plateau = WarmupState(**state["warmup"]), PlateauState(**state["plateau"])
+    torch.set_rng_state(state["rng"])
