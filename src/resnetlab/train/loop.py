@@ -171,7 +171,8 @@ def begin_epoch(run: Run) -> None:
 def train_step(run: Run, images: torch.Tensor, labels: torch.Tensor, stop: threading.Event | None = None) -> bool:
     """One optimizer step at the scheduled learning rate, then its bookkeeping: every ``log_every`` steps (and at
     the epoch's end, a stop request or a history point) the losses are read back, summed over processes and shown.
-    The paper's warm-up counts every step and checks at its own cadence (``WarmupState``), not at these. Returns True when the epoch's loop should end (done, or a stop agreed on)."""
+    The paper's warm-up counts every step and checks at its own cadence (``WarmupState``), not at these.
+    Returns True when the epoch's loop should end (done, or a stop agreed on)."""
     config, progress, epoch = run.config, run.progress, run.epoch
     lr = effective_lr(config, progress.step, run.steps_per_epoch, run.warmup, run.plateau)
     set_lr(run.optimizer, lr)
