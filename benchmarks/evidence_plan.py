@@ -22,7 +22,7 @@ longer needs it. The first slice measures the baseline of the concurrency ratio 
 graphed training step and evaluation pass alone (``plan.json``: ``baseline``, ``waves``).
 
     PYTHONPATH=src python benchmarks/evidence_plan.py --data cifar10-jpeg.tar.xz --state STATE --out OUT
-    PYTHONPATH=src python benchmarks/evidence_plan.py --smoke --out /tmp/s1            # tiny, on a CPU, seconds
+    PYTHONPATH=src python benchmarks/evidence_plan.py --smoke --out /tmp/s1            # tiny: seconds, any device
     PYTHONPATH=src python benchmarks/evidence_plan.py --smoke --state /tmp/s1 --out /tmp/s2   # the next slice
 """
 
@@ -395,7 +395,7 @@ def run_slice(args: argparse.Namespace, log: Log = print) -> int:
         unpack(Path(args.state), work, log)
     work.mkdir(parents=True, exist_ok=True)
     s = Slice(work, args.budget, log)
-    device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # where the runs train (device = auto)
     data = "synthetic" if args.smoke and not args.data else args.data
     base = base_config(data, args.smoke)
     stages = plan_stages(args.smoke)
@@ -445,7 +445,7 @@ def run_slice(args: argparse.Namespace, log: Log = print) -> int:
                     break
             ready = all(is_done(work / "runs" / name, specs[name].config(base)) if name in specs else False
                         for name in stage.needs)
-            if pending or not ready:
+            if pending or not ready or any(spec.name in s.failed for spec in stage.specs):
                 break
             if stage.name not in s.record["stages_done"]:
                 s.log(f"writing {stage.name}")
@@ -480,7 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--work", default="runs/evidence-plan", help="working folder (default %(default)s)")
     parser.add_argument("--budget", type=float, default=540, help="seconds this slice may take (default 540)")
     parser.add_argument("--concurrent", type=int, default=0, help="at most this many runs at once (0: all)")
-    parser.add_argument("--smoke", action="store_true", help="tiny nets and lengths on the CPU (seconds)")
+    parser.add_argument("--smoke", action="store_true", help="tiny nets and lengths (seconds; on a GPU too)")
     return parser
 
 

@@ -159,7 +159,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
     predict = commands.add_parser("predict", help="top-k classes of image files")
     predict.add_argument("checkpoint")
-    predict.add_argument("images", nargs="+", help="image files of any size (resized to the model's input)")
+    predict.add_argument("images", nargs="+", help="image files of any size (prepared as the run's evaluation was)")
     predict.add_argument("--top-k", type=int, default=3)
     predict.add_argument("--amp", choices=["auto", "bf16", "off"], default="auto",
                          help="auto: bf16 autocast where the device computes bf16 natively, else fp32")

@@ -19,7 +19,7 @@ from resnetlab.data import listing as listing_module
 from resnetlab.data.listing import list_image_folder
 from resnetlab.data.normalize import fit_normalizer
 from resnetlab.data.pipeline import MEMORY_LIMIT, choose_pipeline, stream_splits
-from resnetlab.data.stream import ImageFiles, StreamLoader
+from resnetlab.data.stream import ImageFiles, StreamLoader, decode_sample
 from resnetlab.data.transforms import ImageTransform
 from resnetlab.errors import DataError
 
@@ -195,6 +195,7 @@ MEMORY_PROBE = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_memory_is_bounded_by_the_pipeline_not_the_dataset(tmp_path):
     """40 JPEGs of 2000x1600 px: 384 MB decoded, more than the process may grow by."""
     root = tmp_path / "large"
@@ -216,3 +217,14 @@ def test_memory_is_bounded_by_the_pipeline_not_the_dataset(tmp_path):
     # the main process receives 4 x 64 x 64 x 3 batches; a worker holds one decoded 9.2 MB image at a time
     assert report["peak_self"] - report["before"] < 60
     assert report["peak_worker"] - report["before"] < 120 < decoded_mb / 3
+
+
+def test_a_fitted_normalizer_sees_a_sample_through_the_evaluation_transform(tmp_path):
+    root = write_folder(tmp_path / "photos", {"train": 5, "test": 1})
+    splits = stream_splits(str(root), 16, "none", cache_dir=tmp_path / "cache")
+    sample = decode_sample(splits.train, 6, seed=0, num_workers=2)
+    assert sample.shape == (6, 16, 16, 3) and sample.dtype == np.uint8
+    everything = np.stack([splits.train.load(i) for i in range(len(splits.train))])
+    assert {image.tobytes() for image in sample} <= {image.tobytes() for image in everything}
+    normalizer = fit_normalizer("channel", sample)
+    assert normalizer.mean.flatten().tolist() == pytest.approx((sample / 255).mean(axis=(0, 1, 2)).tolist(), abs=1e-6)

@@ -21,6 +21,7 @@ def test_every_registered_model_runs_forward_and_backward(name):
     assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(DEEP))
 def test_very_deep_models_run_forward_and_backward(name):
     model = create_model(name)

@@ -19,7 +19,8 @@ from resnetlab.models import create_model
 
 TESTS = Path(__file__).resolve().parents[1]
 FIXTURE = TESTS / "fixtures" / "torchvision"
-ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+ARCHS = ("resnet18", "resnet34", "resnet50", pytest.param("resnet101", marks=pytest.mark.slow),
+         pytest.param("resnet152", marks=pytest.mark.slow))
 FORWARD_ARCHS = ("resnet18", "resnet50")
 
 

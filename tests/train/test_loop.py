@@ -195,3 +195,31 @@ def test_resume_rules_apply_to_fit_called_from_python(tiny_data, tmp_path):
     results = fit(tiny_config(tiny_data, epochs=2), run, overrides={"epochs": 2}, show_progress=False,
                   log=lines.append)
     assert results["epochs"] == 2 and "resume: overriding epochs = 1 -> 2" in lines
+
+
+def test_stop_at_an_epoch_end_without_its_checkpoint_saves_one(tiny_data, tmp_path, monkeypatch):
+    """With checkpoint_every = 2, a stop right at the end of epoch 1 still leaves a checkpoint of that step."""
+    config = tiny_config(tiny_data, checkpoint_every=2)
+    reference = tmp_path / "reference"
+    fit(config, reference, show_progress=False, log=lambda _: None)
+    original = loop.make_train_step
+    calls = {"n": 0}
+
+    def stopping_step(session):
+        step = original(session)
+
+        def wrapped(images, labels):
+            calls["n"] += 1
+            if calls["n"] == 3:  # the last step of epoch 1 (3 steps per epoch)
+                signal.raise_signal(signal.SIGTERM)
+            return step(images, labels)
+        return wrapped
+
+    monkeypatch.setattr(loop, "make_train_step", stopping_step)
+    stopped = tmp_path / "stopped"
+    with pytest.raises(TrainingStopped):
+        fit(config, stopped, show_progress=False, log=lambda _: None)
+    assert load_checkpoint(list_checkpoints(stopped)[0]).step == 3
+    monkeypatch.setattr(loop, "make_train_step", original)
+    fit(config, stopped, show_progress=False, log=lambda _: None)
+    assert_same_weights(final_weights(reference), final_weights(stopped))

@@ -27,9 +27,10 @@ COOPER_LAKE_LIKE = "model name\t: Intel Xeon\nflags\t\t: avx2 avx512f avx512_bf1
 SKYLAKE_X = "model name\t: Intel Xeon Gold 6148\nflags\t\t: avx2 fma avx512f avx512bw avx512_vnni\n"  # no bf16
 
 
-def facts(text: str, capability: str = "AVX2") -> CpuFacts:
+def facts(text: str, capability: str = "AVX2", onednn_bf16: bool | None = None) -> CpuFacts:
+    """What cpu_facts() would say on that machine (oneDNN has a bf16 path from AVX512-BW on)."""
     model, flags = parse_cpuinfo(text)
-    return CpuFacts(model, capability, flags)
+    return CpuFacts(model, capability, flags, "avx512f" in flags if onednn_bf16 is None else onednn_bf16)
 
 
 @pytest.mark.parametrize(("text", "native"), [(SAPPHIRE_RAPIDS, True), (COOPER_LAKE_LIKE, True),
@@ -39,6 +40,11 @@ def test_auto_picks_bf16_exactly_where_the_cpu_has_native_bf16(text, native):
     assert chosen.bf16 is native and chosen.name == ("bf16" if native else "fp32")
     assert ("amx_bf16" in chosen.reason or "avx512_bf16" in chosen.reason) if native else \
         "no native bf16" in chosen.reason
+
+
+def test_without_onednns_bf16_path_auto_stays_fp32():
+    chosen = choose_precision("auto", "cpu", facts(SAPPHIRE_RAPIDS, "AVX512", onednn_bf16=False))
+    assert not chosen.bf16 and "oneDNN has no bf16 path" in chosen.reason
 
 
 @pytest.mark.parametrize("text", [SAPPHIRE_RAPIDS, EPYC_MILAN])
@@ -61,6 +67,8 @@ def test_cpuinfo_parsing_and_the_line_bench_prints():
 def test_this_machines_facts_are_read():
     cpu = precision.cpu_facts()
     assert cpu.model and cpu.capability == torch.backends.cpu.get_cpu_capability()
+    if "avx512_bf16" not in cpu.flags and "amx_bf16" not in cpu.flags and "avx512bw" not in cpu.flags:
+        assert not cpu.onednn_bf16  # an AVX2-only processor: oneDNN itself says it has no bf16 path
     assert choose_precision("auto", "cpu").bf16 is cpu.native_bf16
 
 

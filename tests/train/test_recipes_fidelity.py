@@ -6,7 +6,7 @@ import json
 from resnetlab.cli import main
 from resnetlab.data import KerasAugment
 from resnetlab.train.config import recipe_description, recipe_names, resolve_config
-from resnetlab.train.build import augmentation
+from resnetlab.train.inputs import augmentation
 from resnetlab.train.loop import fit
 
 

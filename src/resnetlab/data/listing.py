@@ -45,13 +45,14 @@ class FolderListing:
 
 def list_image_folder(path: Path, cache_dir: Path) -> FolderListing:
     """The listing of an image folder: from the cache while no folder in it changed, else walked and cached."""
-    root = directory_root(Path(path)).resolve()
+    given = directory_root(Path(path))  # messages name the folder as the user wrote it
+    root = given.resolve()
     cache_file = cache_dir / "listings" / f"{hashlib.sha256(str(root).encode()).hexdigest()[:24]}.json"
     stored = _read(cache_file, root)
     if stored is not None:
         return stored
     files, folders, mtimes = _walk(root)
-    classes, grouped = group_by_class(files, folders, str(root), str)
+    classes, grouped = group_by_class(files, folders, str(given), lambda rel: str(given / rel))
     table = {"version": LISTING_VERSION, "root": str(root), "folders": mtimes, "classes": classes,
              **{split: [[rel, label] for rel, label in grouped[split]] for split in SPLITS}}
     try:

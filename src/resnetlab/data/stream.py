@@ -68,12 +68,7 @@ class ImageFiles(torch.utils.data.Dataset):
     def load(self, index: int, epoch: int = 0) -> np.ndarray:
         """Image `index` as uint8 (size, size, 3), with the crop and flip of `epoch` when training."""
         rng = np.random.default_rng([self.seed, epoch, index]) if self.transform.train else None
-        path = self.file(index)
-        try:
-            with Image.open(path) as image:
-                return self.transform(image, rng)
-        except _DECODE_ERRORS as err:
-            raise DataError(f"cannot decode image {path}: {one_line(err)}") from err
+        return load_image(self.file(index), self.transform, rng)
 
     def __getitem__(self, key: Key) -> tuple[np.ndarray, int]:
         index, epoch = key
@@ -91,6 +86,15 @@ class ImageFiles(torch.utils.data.Dataset):
                 return str(err)
         labels = torch.from_numpy(self.labels[[index for index, _ in keys]])
         return images, labels
+
+
+def load_image(path: Path, transform: ImageTransform, rng: np.random.Generator | None = None) -> np.ndarray:
+    """One image file through `transform`, or a DataError naming the file (truncated, not an image, a bomb)."""
+    try:
+        with Image.open(path) as image:
+            return transform(image, rng)
+    except _DECODE_ERRORS as err:
+        raise DataError(f"cannot decode image {path}: {one_line(err)}") from err
 
 
 def _as_batch(batch: tuple[torch.Tensor, torch.Tensor] | str) -> tuple[torch.Tensor, torch.Tensor] | str:
@@ -151,6 +155,11 @@ class StreamLoader:
     def __len__(self) -> int:
         """Batches per epoch on this rank."""
         return self.num_batches
+
+    @property
+    def labels(self) -> np.ndarray:
+        """The labels of all images of the split (as ``DeviceLoader.labels``, on the host)."""
+        return self.files.labels
 
     def indices(self, epoch: int) -> torch.Tensor:
         """This rank's image indices for `epoch`, in batch order."""

@@ -129,10 +129,9 @@ class ImageTransform:
             outer = (math.floor(left), math.floor(top), math.ceil(right), math.ceil(bottom))
             image = image.crop(outer)
             left, top, right, bottom = left - outer[0], top - outer[1], right - outer[0], bottom - outer[1]
-        out = image.resize((self.size, self.size), Image.Resampling.BILINEAR, box=(left, top, right, bottom))
-        if flip:
-            out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        return np.asarray(out, dtype=np.uint8)
+        box = (left, top, right, bottom)
+        out = np.asarray(image.resize((self.size, self.size), Image.Resampling.BILINEAR, box=box))
+        return out[:, ::-1] if flip else out  # a view: the flip costs nothing until the copy into the batch
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from resnetlab.data import DeviceLoader, KerasAugment, Normalizer, fit_normalizer, load_dataset, split_validation
+from resnetlab.data import Normalizer
 from resnetlab.data.loader import SharedData
 from resnetlab.errors import UserError
 from resnetlab.models import create_model
@@ -15,44 +15,26 @@ from resnetlab.train import distributed
 from resnetlab.train.checkpoint import Checkpoint
 from resnetlab.train.config import TrainConfig
 from resnetlab.train.distributed import Distributed
+from resnetlab.train.inputs import Loader, build_inputs
 from resnetlab.train.run import Progress, Run, model_kwargs
 from resnetlab.train.runlog import Log
 from resnetlab.train.schedule import PlateauState, WarmupState
 
-EVAL_BATCH_SIZE = 500
-
-
 def load_data(config: TrainConfig, device: torch.device, dist: Distributed, checkpoint: Checkpoint | None,
               report: Log | None = None, shared: SharedData | None = None
-              ) -> tuple[Normalizer, DeviceLoader, dict[str, DeviceLoader], list[str]]:
-    """(normalizer, training loader, val/test loaders, classes). The normalizer is fitted on the training split,
-    or read from the checkpoint; each process's training loader holds its shard of the same global order.
-    ``shared``: the dataset and its splits loaded and placed on the device once for several runs in one process."""
-    source, resize = config.data or None, not config.strict_image_size
-    dataset = (shared.dataset(source, config.image_size, resize, config.val_split, config.seed, report) if shared
-               else split_validation(load_dataset(source, image_size=config.image_size, resize=resize, report=report),
-                                     config.val_split, seed=config.seed))
-    normalizer = (Normalizer.from_state_dict(checkpoint.state["normalizer"]) if checkpoint
-                  else fit_normalizer(config.normalization, dataset.train.images))
+              ) -> tuple[Normalizer, Loader, dict[str, Loader], list[str]]:
+    """(normalizer, training loader, val/test loaders, classes), in memory or streamed (train/inputs.py). The
+    normalizer is fitted on the training split, or read from the checkpoint; each process's training loader holds
+    its shard of the same global order. ``shared``: the dataset and its splits loaded and placed on the device once
+    for several runs in one process (the in-memory path)."""
     # channels_last is faster on both: measured here 320 vs 251 img/s training ResNet-20 on 2 CPU cores (oneDNN)
-    common = dict(device=device, normalizer=normalizer, channels_last=config.channels_last != "off",
-                  device_cache=shared.tensors if shared else None)
-    train_loader = DeviceLoader(dataset.train, distributed.per_rank_batch(config.batch_size, dist),
-                                augmentation=augmentation(config), shuffle=True, drop_last=config.drop_last,
-                                seed=config.seed, rank=dist.rank, world_size=dist.world_size, **common)
-    if config.steps_per_epoch > len(train_loader):
-        raise UserError(f"steps_per_epoch {config.steps_per_epoch} is more than the {len(train_loader)} batches of "
-                        f"one pass over the {len(dataset.train)} training images; lower it, or 0 for one pass")
-    eval_loaders = {split: DeviceLoader(arrays, EVAL_BATCH_SIZE, shuffle=False, drop_last=False, **common)
-                    for split, arrays in (("val", dataset.val), ("test", dataset.test)) if arrays is not None}
-    return normalizer, train_loader, eval_loaders, dataset.classes
-
-
-def augmentation(config: TrainConfig) -> str | KerasAugment:
-    """The loader's augmentation: "keras" carries the recipe's ImageDataGenerator ranges."""
-    if config.augmentation != "keras":
-        return config.augmentation
-    return KerasAugment(config.rotation_range, config.width_shift_range, config.height_shift_range)
+    inputs = build_inputs(config, device, dist, distributed.per_rank_batch(config.batch_size, dist),
+                          config.channels_last != "off", checkpoint.state["normalizer"] if checkpoint else None,
+                          report, shared)
+    if config.steps_per_epoch > len(inputs.train):
+        raise UserError(f"steps_per_epoch {config.steps_per_epoch} is more than the {len(inputs.train)} batches of "
+                        "one pass over the training split; lower it, or 0 for one pass")
+    return inputs.normalizer, inputs.train, inputs.evaluation, inputs.classes
 
 
 def build_model(config: TrainConfig, num_classes: int, device: torch.device, dist: Distributed) -> nn.Module:

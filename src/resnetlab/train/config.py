@@ -25,6 +25,7 @@ import tomli_w
 
 from resnetlab.data.augment import AUGMENTATIONS
 from resnetlab.data.normalize import NORMALIZATIONS
+from resnetlab.data.pipeline import PIPELINES, STREAM_AUGMENTATIONS
 from resnetlab.errors import UserError
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
@@ -64,12 +65,23 @@ class TrainConfig:
                              resume="fixed")
     normalization: str = setting("pixel_mean", "input normalisation", choices=NORMALIZATIONS,
                                  resume="fixed")
-    augmentation: str = setting("crop_flip", "training augmentation", choices=AUGMENTATIONS)
+    augmentation: str = setting("crop_flip", "training augmentation (random_resized_crop: per image, streamed "
+                                "folders only; the others on the device)",
+                                choices=(*AUGMENTATIONS, *STREAM_AUGMENTATIONS))
     rotation_range: float = setting(20.0, "keras augmentation: ImageDataGenerator's rotation_range (degrees)")
     width_shift_range: float = setting(0.2, "keras augmentation: ImageDataGenerator's width_shift_range "
                                        "(fraction of the width)")
     height_shift_range: float = setting(0.2, "keras augmentation: ImageDataGenerator's height_shift_range "
                                         "(fraction of the height)")
+    data_pipeline: str = setting("auto", "memory (decoded once, held on the device) or stream (files decoded per "
+                                 "batch in worker processes); auto: the rule in data/pipeline.py",
+                                 choices=PIPELINES, resume="fixed")
+    data_workers: int = setting(-1, "streaming: DataLoader worker processes per training process (-1: this "
+                                "machine's CPUs shared by its training processes)")
+    init: str = setting("", "initial weights (fine-tuning): a torchvision-format state dict or a resnetlab "
+                        "checkpoint; a classifier of another class count is replaced", metavar="PATH")
+    freeze: str = setting("", "parts kept fixed while training, e.g. stem,layer1 (stem, layer1 ... layer4, fc)",
+                          resume="fixed", metavar="PARTS")
 
     optimizer: str = setting("sgd", "optimizer", choices=("sgd", "adam", "adamw"))
     lr: float = setting(0.1, "peak learning rate")

@@ -10,14 +10,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from resnetlab.data import DeviceLoader, Normalizer, load_dataset
+from resnetlab.data import DeviceLoader, ImageTransform, Normalizer, StreamLoader, load_dataset
 from resnetlab.data.decode import decode_image
+from resnetlab.data.pipeline import stream_splits
+from resnetlab.data.stream import load_image
 from resnetlab.errors import CheckpointError, DataError
 from resnetlab.models import create_model, fold_batchnorm
 from resnetlab.models.weights import get_weights, parse_weights_name
 from resnetlab.train.checkpoint import load_checkpoint
 from resnetlab.train.evaluate import Evaluation, evaluate
 from resnetlab.train.precision import autocast_context
+
+
+STREAM_EVAL_BATCH = 64  # streamed models are ImageNet-sized, and so are their inputs
 
 
 @dataclass
@@ -28,6 +33,11 @@ class TrainedModel:
     image_size: int
     metadata: dict[str, Any]
     source: Path
+
+    @property
+    def streamed(self) -> bool:
+        """Trained on the streaming path: evaluate and predict through its resize + centre crop, not a squash."""
+        return self.metadata.get("pipeline") == "stream"
 
 
 def weights_source(path: str | Path) -> Path:
@@ -65,25 +75,35 @@ def evaluate_checkpoint(trained: TrainedModel, data: str | None, split: str = "t
                         device: torch.device | str = "cpu", batch_size: int = 500, amp: bool = False) -> Evaluation:
     """Accuracy, loss and confusion matrix of ``split`` ("test" or "train") of a dataset; ``amp``: bf16 autocast
     (``precision.choose_precision`` decides it)."""
-    dataset = load_dataset(data, image_size=trained.image_size)
-    if dataset.classes != trained.classes:
-        raise DataError(f"the data's classes {dataset.classes[:5]}... differ from the checkpoint's "
-                        f"{trained.classes[:5]}...")
-    arrays = dataset.test if split == "test" else dataset.train
-    loader = DeviceLoader(arrays, batch_size, device=device, normalizer=trained.normalizer, shuffle=False,
-                          drop_last=False, channels_last=True)
+    if trained.streamed:  # the run's evaluation transform: resize + centre crop, decoded per batch
+        splits = stream_splits(data, trained.image_size, "none")
+        classes = splits.classes
+        loader: DeviceLoader | StreamLoader = StreamLoader(
+            splits.test if split == "test" else splits.train, min(batch_size, STREAM_EVAL_BATCH), device=device,
+            normalizer=trained.normalizer, shuffle=False, drop_last=False, channels_last=True)
+    else:
+        dataset = load_dataset(data, image_size=trained.image_size)
+        classes = dataset.classes
+        loader = DeviceLoader(dataset.test if split == "test" else dataset.train, batch_size, device=device,
+                              normalizer=trained.normalizer, shuffle=False, drop_last=False, channels_last=True)
+    if classes != trained.classes:
+        raise DataError(f"the data's classes {classes[:5]}... differ from the checkpoint's {trained.classes[:5]}...")
     return evaluate(trained.model, loader.epoch(0), len(trained.classes), torch.device(device), amp)
 
 
 @torch.no_grad()
 def predict_files(trained: TrainedModel, paths: list[str | Path], top_k: int = 3,
                   amp: bool = False) -> list[dict[str, Any]]:
-    """Top-k classes and probabilities for each image file, resized to the model's input size; ``amp``: bf16
-    autocast."""
+    """Top-k classes and probabilities for each image file, prepared as the run's evaluation did (resized to the
+    model's input size, or for a streamed run resized and centre-cropped); ``amp``: bf16 autocast."""
     for path in paths:
         if not Path(path).is_file():
             raise DataError(f"not a file: {path}")
-    images = np.stack([decode_image(str(path), Path(path), trained.image_size) for path in paths])
+    if trained.streamed:
+        transform = ImageTransform.for_eval(trained.image_size, int(trained.metadata["eval_resize"]))
+        images = np.stack([load_image(Path(path), transform) for path in paths])
+    else:
+        images = np.stack([decode_image(str(path), Path(path), trained.image_size) for path in paths])
     device = next(trained.model.parameters()).device
     batch = torch.from_numpy(images).to(device).permute(0, 3, 1, 2)
     with autocast_context(device, amp):

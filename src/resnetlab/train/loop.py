@@ -44,6 +44,7 @@ from resnetlab.train.config import TrainConfig, resume_config, to_toml
 from resnetlab.train.environment import (describe_environment, keep_freed_memory_for_reuse, pick_device,
                                          seed_everything)
 from resnetlab.train.evaluate import evaluate
+from resnetlab.train.finetune import prepare_model
 from resnetlab.train.graphs import graphed_if_supported
 from resnetlab.train.history import write_history
 from resnetlab.train.lock import run_lock
@@ -118,6 +119,8 @@ def start_run(config: TrainConfig, run_dir: str | Path, *, resume: bool = True,
     normalizer, train_loader, eval_loaders, classes = load_data(config, device, dist, checkpoint,
                                                                    runlog.line if dist.is_main else None, shared)
     model = build_model(config, len(classes), device, dist)
+    prepare_model(model, config.init, config.freeze, checkpoint is None,  # train/finetune.py: --init, --freeze
+                  runlog.line if dist.is_main else lambda _: None)
     run = Run(config, run_dir, device, precision, model, model, build_optimizer(model, config, device), normalizer,
               classes, train_loader, eval_loaders, runlog, dist=dist,
               warmup=WarmupState(active=warmup_applies(config, model_info(config.model).depth)))
@@ -269,9 +272,10 @@ def end_epoch(run: Run) -> None:
 
 
 def stop_run(run: Run) -> None:
-    """A stop was requested: keep a checkpoint at this step (an epoch's end has one already), then say how to go
-    on."""
-    if run.progress.batch:  # mid-epoch (an epoch's end has reset it to 0, after its checkpoint)
+    """A stop was requested: keep a checkpoint at this step (unless the epoch's end just wrote one), then say how
+    to go on."""
+    kept = list_checkpoints(run.run_dir)
+    if not kept or kept[0].name != f"step-{run.progress.step:08d}":  # with checkpoint_every > 1 it may not have
         save(run)
     raise TrainingStopped(run.run_dir, run.progress.step)
 

@@ -33,10 +33,13 @@ class CpuFacts:
     model: str
     capability: str  # torch.backends.cpu.get_cpu_capability(): DEFAULT, AVX2, AVX512, ...
     flags: frozenset[str]
+    onednn_bf16: bool = False  # whether this PyTorch's oneDNN runs bf16 convolutions here (else: a slow fallback)
 
     @property
     def native_bf16(self) -> bool:
-        return any(flag in self.flags for flag in BF16_FLAGS)
+        """bf16 instructions in the processor, and a oneDNN that uses them: without oneDNN's bf16 path (AVX2-only
+        processors, or a PyTorch built without it) a bf16 convolution falls back to ``aten::_slow_conv2d``."""
+        return self.onednn_bf16 and any(flag in self.flags for flag in BF16_FLAGS)
 
     def speed_flags(self) -> list[str]:
         return [flag for flag in SPEED_FLAGS if flag in self.flags]
@@ -48,7 +51,7 @@ class CpuFacts:
 
     def to_dict(self) -> dict[str, Any]:
         return {"cpu_model": self.model, "cpu_capability": self.capability, "cpu_flags": self.speed_flags(),
-                "cpu_native_bf16": self.native_bf16}
+                "cpu_onednn_bf16": self.onednn_bf16, "cpu_native_bf16": self.native_bf16}
 
 
 def parse_cpuinfo(text: str) -> tuple[str, frozenset[str]]:
@@ -71,7 +74,15 @@ def cpu_facts() -> CpuFacts:
     except OSError:  # not Linux: no flags known, so auto stays fp32
         model, flags = "", frozenset()
     return CpuFacts(model or platform.processor() or platform.machine(), torch.backends.cpu.get_cpu_capability(),
-                    flags)
+                    flags, onednn_bf16_supported())
+
+
+def onednn_bf16_supported() -> bool:
+    """oneDNN's own answer (AVX512-BW/VL/DQ or newer on x86); False where this PyTorch has no oneDNN."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 @dataclass(frozen=True)
@@ -104,7 +115,8 @@ def choose_precision(requested: str, device: torch.device | str, cpu: CpuFacts |
         native = cpu.native_bf16
         found = [flag for flag in BF16_FLAGS if flag in cpu.flags]
         where = (f"{cpu.model} has {' and '.join(found)}" if native
-                 else f"{cpu.model} has no native bf16 (no amx_bf16 or avx512_bf16)")
+                 else f"{cpu.model} has no native bf16 (no amx_bf16 or avx512_bf16)" if not found
+                 else f"{cpu.model} has {' and '.join(found)}, but this PyTorch's oneDNN has no bf16 path")
     else:
         native, where = False, f"no bf16 rule for {device.type}"
     if requested == "off":

@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from resnetlab.data import DeviceLoader, Normalizer
+from resnetlab.data import Normalizer
 from resnetlab.train.checkpoint import save_checkpoint
 from resnetlab.train.config import TrainConfig
 from resnetlab.train.distributed import Distributed
+from resnetlab.train.inputs import Loader, pipeline_metadata
 from resnetlab.train.optim import portable_state_dict
 from resnetlab.train.precision import Precision
 from resnetlab.train.schedule import PlateauState, WarmupState
@@ -71,8 +72,8 @@ class Run:
     optimizer: torch.optim.Optimizer
     normalizer: Normalizer
     classes: list[str]
-    train_loader: DeviceLoader
-    eval_loaders: dict[str, DeviceLoader]
+    train_loader: Loader  # DeviceLoader (in memory) or StreamLoader (streamed): train/inputs.py
+    eval_loaders: dict[str, Loader]
     log: RunLog
     progress: Progress = field(default_factory=Progress)
     warmup: WarmupState = field(default_factory=WarmupState)
@@ -126,7 +127,7 @@ def checkpoint_payload(run: Run) -> tuple[dict[str, Any], dict[str, Any]]:
     metadata = {
         "step": progress.step, "epoch": progress.epoch, "model": config.model,
         "model_kwargs": model_kwargs(config, len(run.classes)), "classes": run.classes,
-        "image_size": config.image_size,
+        "image_size": config.image_size, **pipeline_metadata(run.eval_loaders),
         "normalizer": {k: (v.tolist() if isinstance(v, torch.Tensor) else v) for k, v in normalizer_state.items()},
         "data": config.data, "recipe_summary": {k: getattr(config, k) for k in ("optimizer", "lr", "batch_size")},
     }
