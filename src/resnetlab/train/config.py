@@ -192,12 +192,18 @@ def resume_config(stored: dict[str, Any], overrides: dict[str, Any], log: Callab
         value = coerce(key, value)
         if values.get(key) == value:
             continue
-        if key in FIXED_ON_RESUME:
+        if key in FIXED_ON_RESUME and not (key == "data" and data_moved(values.get(key))):
             raise UserError(f"cannot change {key} of an existing run ({run_dir} has {values.get(key)!r}); "
                             "use another --out")
         log(f"resume: overriding {key} = {values.get(key)!r} -> {value!r}")
         values[key] = value
     return TrainConfig(**values).validate()
+
+
+def data_moved(stored: Any) -> bool:
+    """A stored data path that no longer exists: the data was moved, and a new ``data`` may point to it."""
+    return (isinstance(stored, str) and stored.strip().lower() not in ("", "cifar10", "cifar100", "synthetic")
+            and not Path(stored).expanduser().exists())
 
 
 @functools.cache
