@@ -19,11 +19,13 @@ if [ -z "$data" ] && [ -f ../shared/data/cifar10-jpeg.tar.xz ]; then
 fi
 
 recipe=""
+given_out=""
 previous=""
 for arg in "$@"; do
     case "$arg" in
         --recipe=*) recipe="${arg#--recipe=}" ;;
-        *) [ "$previous" = "--recipe" ] && recipe="$arg" ;;
+        --out=*) given_out="${arg#--out=}" ;;
+        *) [ "$previous" = "--recipe" ] && recipe="$arg"; [ "$previous" = "--out" ] && given_out="$arg" ;;
     esac
     previous="$arg"
 done
@@ -46,6 +48,7 @@ status=0
 if [ "$status" -eq 130 ]; then
     echo "quickstart: stopped; run 'bash scripts/quickstart.sh $*' again to continue where it stopped." >&2
 elif [ "$status" -eq 0 ]; then
+    out="${given_out:-$out}"
     echo "quickstart: next: .venv/bin/resnetlab eval $out --flip   |   .venv/bin/resnetlab plot $out -o $out/curves.png"
 fi
 exit "$status"

@@ -84,9 +84,8 @@ def cmd_list(args: argparse.Namespace) -> None:
 
     names = list_models(args.pattern)
     if args.json:
-        print(json.dumps([{"name": n, "family": model_info(n).family, "input_size": model_info(n).input_size,
-                           "params": own_params(n), "paper_params": model_info(n).paper_params,
-                           "paper_error": model_info(n).paper_error, "reference": model_info(n).reference}
+        fields = ("family", "depth", "residual", "twin", "input_size", "paper_params", "paper_error", "reference")
+        print(json.dumps([{"name": n, "params": own_params(n), **{key: getattr(model_info(n), key) for key in fields}}
                           for n in names], indent=2))
         return
     print(f"{'model':<20} {'family':<22} {'input':>5} {'params':>11} {'paper params':>13} {'paper err %':>11}  "

@@ -157,7 +157,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser("train", help="train a model (resumes an existing run directory)",
                                 usage="%(prog)s [--recipe NAME] [--config FILE] [--out DIR | --resume DIR] "
                                       "[--seeds S,...] [--set KEY=VALUE] [config flags, see below]")
-    train.add_argument("--recipe", default="paper", help="paper, cpu, fast or keras (see `resnetlab recipes`)")
+    train.add_argument("--recipe", default="paper", help="a named recipe (`resnetlab recipes` lists them)")
     train.add_argument("--config", help="TOML file of config values, applied over the recipe")
     train.add_argument("--out", help="run directory (default runs/<model>-<recipe>)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue this run with its stored config")
