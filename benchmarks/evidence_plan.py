@@ -202,7 +202,8 @@ def measure_baseline(s: Slice, models: list[str], device: torch.device, smoke: b
     rows = {}
     for model in models:
         train = bench_train(model, 128 if not smoke else 16, device, steps=steps, warmup=warmup,
-                            config=dataclasses.replace(bench_config(device), cuda_graphs=graphs, augmentation="crop_flip"))
+                            config=dataclasses.replace(bench_config(device), cuda_graphs=graphs,
+                                                       augmentation="crop_flip"))
         infer = bench_inference(model, 500 if not smoke else 16, device, steps=max(2, steps // 10), warmup=warmup,
                                 config=bench_config(device), fold_bn=False)
         rows[model] = {"train_images_per_sec": train.images_per_sec, "eval_images_per_sec": infer.images_per_sec,

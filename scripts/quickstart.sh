@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The main job from nothing: a virtual environment with resnetlab, then ResNet-20 trained on CIFAR-10 with the
-# paper's recipe. Extra arguments go to `resnetlab train` (e.g. --epochs 5 for a short run, --device cuda).
+# The main job from nothing: a virtual environment with resnetlab, then ResNet-20 trained on CIFAR-10. On a GPU
+# with the paper's recipe (64k iterations, minutes); on a CPU with the CPU recipe (recipes/cpu.toml: 10 epochs,
+# about 30 minutes on 2 cores). Extra arguments go to `resnetlab train` (e.g. --recipe paper, --epochs 5).
 # Data: $RESNETLAB_DATA if set, else the JPEG copy of CIFAR-10 beside this checkout (../shared/data), else the
-# official release, downloaded once into ~/.cache/resnetlab.
+# official release, downloaded once into ~/.cache/resnetlab. Run it again and it continues where it stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/resnetlab ]; then
+    echo "quickstart: creating .venv and installing resnetlab (once)"
     python3 -m venv .venv
     # Pinned like CI: on the project's machines this is a local CPU wheel; elsewhere pip picks the build.
     .venv/bin/python -m pip install --quiet torch==2.13.0
@@ -15,4 +17,38 @@ data="${RESNETLAB_DATA:-}"
 if [ -z "$data" ] && [ -f ../shared/data/cifar10-jpeg.tar.xz ]; then
     data=../shared/data/cifar10-jpeg.tar.xz
 fi
-exec .venv/bin/resnetlab train --model resnet20 --recipe paper ${data:+--data "$data"} --out runs/resnet20-paper "$@"
+
+recipe=""
+given_out=""
+previous=""
+for arg in "$@"; do
+    case "$arg" in
+        --recipe=*) recipe="${arg#--recipe=}" ;;
+        --out=*) given_out="${arg#--out=}" ;;
+        *) [ "$previous" = "--recipe" ] && recipe="$arg"; [ "$previous" = "--out" ] && given_out="$arg" ;;
+    esac
+    previous="$arg"
+done
+if [ -z "$recipe" ]; then
+    if .venv/bin/python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+        recipe=paper
+        echo "quickstart: a GPU is there, so ResNet-20 trains with the paper's recipe (DRL section 4.2:"
+        echo "  64k iterations, 183 epochs; about 3 minutes on an H100, longer on smaller GPUs)."
+    else
+        recipe=cpu
+        echo "quickstart: no GPU found, so ResNet-20 trains with the CPU recipe (resnetlab recipes: cpu):"
+        echo "  10 epochs of one-cycle SGD on all 50k images: about 30 minutes on 2 idle cores (~310 img/s)."
+        echo "  The paper's full recipe (64k iterations: about 7 hours on such a CPU, minutes on a GPU):"
+        echo "      bash scripts/quickstart.sh --recipe paper"
+    fi
+fi
+out="runs/resnet20-$recipe"
+status=0
+.venv/bin/resnetlab train --model resnet20 --recipe "$recipe" ${data:+--data "$data"} --out "$out" "$@" || status=$?
+if [ "$status" -eq 130 ]; then
+    echo "quickstart: stopped; run 'bash scripts/quickstart.sh $*' again to continue where it stopped." >&2
+elif [ "$status" -eq 0 ]; then
+    out="${given_out:-$out}"
+    echo "quickstart: next: .venv/bin/resnetlab eval $out --flip   |   .venv/bin/resnetlab plot $out -o $out/curves.png"
+fi
+exit "$status"

@@ -14,6 +14,18 @@ torch.set_num_threads(1)
 TINY_CLASSES = ("cat", "dog", "ship")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def session_cache(tmp_path_factory):
+    """A temporary cache for the whole session, set before any fixture runs: module- and session-scoped fixtures
+    (a trained run shared by a file's tests) load data before the per-test fixture below applies, and without
+    this they would write into the user's real cache (~/.cache/resnetlab)."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("RESNETLAB_CACHE", str(tmp_path_factory.mktemp("session-cache")))
+    patch.delenv("RESNETLAB_DATA", raising=False)
+    yield
+    patch.undo()
+
+
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path_factory, monkeypatch):
     """Every test gets its own cache directory and no $RESNETLAB_DATA from the environment."""

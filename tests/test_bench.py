@@ -40,7 +40,7 @@ def test_every_baseline_runs_before_resnetlab_changes_process_settings(monkeypat
     import resnetlab.cli_bench
 
     calls = []
-    module = resnetlab.cli_bench.load_baseline(resnetlab.cli_bench.DEFAULT_BASELINE)
+    module = resnetlab.cli_bench.load_baseline(None)
 
     def recorded(name, function):
         def wrapper(*args, **kwargs):

@@ -92,6 +92,19 @@ def test_cli_export_writes_verified_file_with_metadata(exported):
     assert not list(out.parent.glob(".*"))
 
 
+def test_exported_file_gets_the_permissions_of_a_normal_file(exported):
+    """Readable by others under a normal umask (0644 under 022), not the 0600 of a temporary file."""
+    import os
+    import stat
+
+    _, out, _ = exported
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask
+    if umask == 0o022:
+        assert stat.S_IMODE(out.stat().st_mode) == 0o644
+
+
 def test_cli_export_refuses_a_mismatch_and_keeps_the_old_file(exported, tmp_path, monkeypatch, capsys):
     run, _, _ = exported
     out = tmp_path / "model.onnx"

@@ -123,7 +123,8 @@ def bench_train(model_name: str, batch_size: int, device: torch.device, *, steps
     reset_peak_memory(device)
     warm, seconds = timed(run_step, steps, warmup, device)
     settings = (f"{precision_setting(config.amp, device)} channels_last={config.channels_last} "
-                f"compile={config.compile} graphs={'on' if graphed() else 'off'} checkpointing={config.activation_checkpointing} "
+                f"compile={config.compile} graphs={'on' if graphed() else 'off'} "
+                f"checkpointing={config.activation_checkpointing} "
                 f"augmentation={config.augmentation}")
     return BenchResult("resnetlab", "train", model_name, batch_size, str(device), steps * batch_size / seconds,
                        steps * batch_size, seconds, warm, peak_memory_mib(device), settings)

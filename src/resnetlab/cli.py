@@ -45,9 +45,38 @@ def cmd_summary(args: argparse.Namespace) -> None:
         print(json.dumps({**summary.to_dict(), "paper_params": info.paper_params, "paper_error": info.paper_error,
                           "reference": info.reference}, indent=2))
     else:
-        print(format_summary(summary))
-        if info.paper_params or info.paper_error:
-            print(f"Paper: {info.paper_params or '-'} params, {info.paper_error or '-'} % error ({info.reference})")
+        channels_last = args.channels_last if args.channels_last is not None else args.model.startswith("keras_")
+        print(format_summary(summary, channels_last=channels_last))
+        footer = paper_footer(info, summary.trainable_params)
+        if footer:
+            print(footer)
+
+
+def paper_footer(info, params: int) -> str:
+    """``In the paper (reference): 0.27M parameters (this model: 269,722), 8.75 % test error on CIFAR-10.``"""
+    if not (info.paper_params or info.paper_error):
+        return ""
+    parts = []
+    if info.paper_params:
+        parts.append(f"{info.paper_params / 1e6:.2f}M parameters (this model: {params:,})")
+    if info.paper_error:
+        parts.append(f"{info.paper_error:.2f} % {'top-1 error on ImageNet' if info.input_size >= 224 else 'test error on CIFAR-10'}")
+    return f"In the paper ({info.reference}): {', '.join(parts)}."
+
+
+def own_params(name: str) -> int:
+    """The parameter count of the model as resnetlab builds it: on the meta device (no memory) and with the
+    weight initialisers skipped (random init of meta tensors is slow, and the values are never read)."""
+    from unittest import mock
+
+    import torch
+
+    from resnetlab.models import create_model
+
+    skipped = {fn: (lambda tensor, *args, **kwargs: tensor) for fn in dir(torch.nn.init)
+               if fn.endswith("_") and not fn.startswith("_")}
+    with torch.device("meta"), mock.patch.multiple(torch.nn.init, **skipped):
+        return sum(p.numel() for p in create_model(name).parameters())
 
 
 def cmd_list(args: argparse.Namespace) -> None:
@@ -55,16 +84,18 @@ def cmd_list(args: argparse.Namespace) -> None:
 
     names = list_models(args.pattern)
     if args.json:
-        print(json.dumps([{"name": n, "family": model_info(n).family, "input_size": model_info(n).input_size,
-                           "paper_params": model_info(n).paper_params, "paper_error": model_info(n).paper_error,
-                           "reference": model_info(n).reference} for n in names], indent=2))
+        fields = ("family", "depth", "residual", "twin", "input_size", "paper_params", "paper_error", "reference")
+        print(json.dumps([{"name": n, "params": own_params(n), **{key: getattr(model_info(n), key) for key in fields}}
+                          for n in names], indent=2))
         return
-    print(f"{'model':<20} {'family':<22} {'input':>5} {'paper params':>13} {'paper err %':>11}  reference")
+    print(f"{'model':<20} {'family':<22} {'input':>5} {'params':>11} {'paper params':>13} {'paper err %':>11}  "
+          "reference")
     for name in names:
         info = model_info(name)
-        params = f"{info.paper_params / 1e6:.2f}M" if info.paper_params else "-"
+        paper = f"{info.paper_params / 1e6:.2f}M" if info.paper_params else "-"
         error = f"{info.paper_error:.2f}" if info.paper_error else "-"
-        print(f"{name:<20} {info.family:<22} {info.input_size:>5} {params:>13} {error:>11}  {info.reference}")
+        print(f"{name:<20} {info.family:<22} {info.input_size:>5} {own_params(name) / 1e6:>10.2f}M {paper:>13} "
+              f"{error:>11}  {info.reference}", flush=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--input", type=parse_input_shape, help="CxHxW, default the model's (3x32x32 for CIFAR)")
     summary.add_argument("--num-classes", type=int)
     summary.add_argument("--shortcut", choices=["A", "B", "C"], help="shortcut option (v1 and v2 nets)")
+    summary.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                         help="print shapes as (None, 32, 32, 16), Keras' order (default for keras_* models)")
     summary.add_argument("--json", action="store_true", help="machine-readable output")
     summary.set_defaults(func=cmd_summary)
 
@@ -88,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).add_commands(commands)
+    parser.commands = commands.choices  # name -> the command's parser, for its own usage in error messages
     return parser
 
 
@@ -97,18 +131,26 @@ COMMAND_MODULES = ["resnetlab.cli_train", "resnetlab.cli_bench", "resnetlab.cli_
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from resnetlab.cli_checks import pasteable, unrecognized
+
+    if hasattr(sys.stdout, "reconfigure"):  # one line at a time into pipes and log files too, as on a terminal
+        sys.stdout.reconfigure(line_buffering=True)
+    parser = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    if extras:  # the command's own usage, and the flag that was probably meant
+        command = parser.commands[args.command]
+        command.error(unrecognized(command, extras))
     args.argv = list(sys.argv[1:] if argv is None else argv)  # the command as typed, for the records
     try:
         status = args.func(args)
     except UserError as error:
-        print(f"resnetlab {args.command}: error: {error}", file=sys.stderr)
+        print(f"resnetlab {args.command}: error: {pasteable(str(error))}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:  # output piped into `head` and the like: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except TrainingStopped as stopped:
-        print(f"resnetlab {args.command}: {stopped}", file=sys.stderr)
+        print(f"resnetlab {args.command}: {pasteable(str(stopped))}", file=sys.stderr)
         return EXIT_STOPPED
     except KeyboardInterrupt:
         print(f"resnetlab {args.command}: interrupted", file=sys.stderr)

@@ -10,18 +10,19 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from types import ModuleType
 
-import resnetlab
 from resnetlab.cli_config import add_config_flags, config_overrides
 from resnetlab.errors import UserError
 
 BENCH_FIELDS = ("augmentation", "amp", "channels_last", "compile", "cuda_graphs", "activation_checkpointing")
-DEFAULT_BASELINE = Path(resnetlab.__file__).resolve().parents[2] / "benchmarks" / "typical_pipeline.py"
 
 
-def load_baseline(path: Path) -> ModuleType:
-    """The baseline lives in the repository's benchmarks/ folder, outside the package, so it is loaded by path."""
+def load_baseline(path: Path | None) -> ModuleType:
+    """The typical pipeline of the package (resnetlab/typical_pipeline.py), or another script with the same two
+    functions, loaded by path."""
+    if path is None:
+        return importlib.import_module("resnetlab.typical_pipeline")
     if not path.is_file():
-        raise UserError(f"baseline not found: {path} (run from a source checkout, give --baseline, or --no-baseline)")
+        raise UserError(f"baseline not found: {path} (drop --baseline for the typical pipeline, or use --no-baseline)")
     spec = importlib.util.spec_from_file_location("resnetlab_typical_pipeline", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -49,7 +50,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
     batch_sizes = [int(b) for b in split_list(args.batch_sizes)]
     if not batch_sizes or min(batch_sizes) < 1:
         raise UserError("--batch-sizes needs positive integers, e.g. 128,512")
-    baseline = None if args.no_baseline else load_baseline(Path(args.baseline))
+    baseline = None if args.no_baseline else load_baseline(Path(args.baseline) if args.baseline else None)
     common = {"steps": args.steps, "warmup": args.warmup}
     cases = [(name, batch, mode) for name in models for batch in batch_sizes for mode in ("train", "infer")
              if mode in modes]
@@ -124,7 +125,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--runtime", choices=["torch", "onnxruntime", "both"], default="torch",
                        help="inference runtime (onnxruntime: CPU, needs resnetlab[export])")
     bench.add_argument("--no-baseline", action="store_true", help="skip the typical pipeline")
-    bench.add_argument("--baseline", default=str(DEFAULT_BASELINE), help="path of the baseline script")
+    bench.add_argument("--baseline", help="path of another baseline script (default: resnetlab.typical_pipeline)")
     bench.add_argument("--workers", type=int, default=2, help="DataLoader workers of the baseline")
     bench.add_argument("--profile", action="store_true",
                        help="also profile the eager training step: wall vs GPU kernel time per step, top operators")

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import Field, fields
 from typing import Any
 
+from resnetlab.errors import UserError
 from resnetlab.train.config import SECTIONS, TrainConfig, field_types
 
 METAVARS = {int: "N", float: "X", str: "NAME"}
@@ -92,6 +93,8 @@ def config_overrides(args: argparse.Namespace, names: Iterable[str] | None = Non
     """Only what the user typed, ``--set KEY=VALUE`` last: on resume these, and nothing else, change the stored
     config. ``--epochs`` and ``--iterations`` each replace the other (the training length is one of the two)."""
     given = vars(args)
+    if all(given.get(name) is not None for name in LENGTH_FIELDS):
+        raise UserError("give --epochs or --iterations, not both (each replaces the recipe's length)")
     overrides: dict[str, Any] = {}
     for spec in config_fields(names):
         if given.get(spec.name) is not None:

@@ -99,7 +99,7 @@ def add_training_flags(parser: argparse.ArgumentParser, kind: str) -> None:
     parser.add_argument("--depths", type=parse_ints, default=parse_ints(depths),
                         help=f"6n+2 depths, comma-separated (default: {depths})")
     parser.add_argument("--seeds", type=parse_ints, default=[0], help="seeds, e.g. 0,1,2: mean ± std (default 0)")
-    parser.add_argument("--recipe", default="paper", help="paper, keras or fast (see `resnetlab recipes`)")
+    parser.add_argument("--recipe", default="paper", help="a named recipe (`resnetlab recipes` lists them)")
     parser.add_argument("--config", help="TOML file of config values, applied over the recipe")
     parser.add_argument("--out", default=f"exp/{kind}", help="experiment directory (default: %(default)s)")
     add_set_flag(parser)

@@ -16,18 +16,30 @@ if TYPE_CHECKING:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from resnetlab.train.checkpoint import list_checkpoints
+    from resnetlab import cli_checks as checks
+    from resnetlab.train.checkpoint import list_checkpoints, load_latest
     from resnetlab.train.config import resolve_config
     from resnetlab.train.loop import fit
     from resnetlab.train.seeds import fit_seeds
 
     overrides = config_overrides(args)
+    if "data" in overrides:
+        overrides["data"] = checks.absolute_data(overrides["data"])
     run_dir = Path(args.resume or args.out or f"runs/{overrides.get('model', args.recipe)}-{args.recipe}")
+    if args.resume:
+        checks.check_resume_folder(run_dir)
     if args.resume and not list_checkpoints(run_dir):
         raise UserError(f"--resume {run_dir}: no checkpoint there to resume from")
     if args.no_resume and list_checkpoints(run_dir):
         raise UserError(f"{run_dir} already holds a run; choose another --out or drop --no-resume to continue it")
+    stored = load_latest(run_dir, report=lambda _: None) if list_checkpoints(run_dir) else None  # fit reports
+    if stored is not None:
+        if "data" not in overrides:
+            checks.check_stored_data(stored.state["config"]["data"], run_dir)
+        checks.check_not_shorter(run_dir, stored.state, overrides)
     config = resolve_config(args.recipe, args.config, overrides)
+    if stored is None:  # recorded absolute, so that eval and resume work from any directory
+        config.data = checks.absolute_data(config.data) or checks.default_data()
     show = False if args.quiet else None
     if args.seeds:
         summary = fit_seeds(config, run_dir, args.seeds, show_progress=show, overrides=overrides,
@@ -58,22 +70,33 @@ def say_precision(precision: Precision) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
+    from resnetlab import cli_checks as checks
     from resnetlab.train.environment import pick_device
-    from resnetlab.train.inference import evaluate_checkpoint, load_trained
+    from resnetlab.train.inference import evaluate_checkpoint, load_trained, run_config
 
     device = pick_device(args.device)
     precision = chosen_precision(args.amp, device)
     trained = load_trained(args.checkpoint, device, fold_bn=True)
     published = trained.metadata.get("published")
-    data = args.data or trained.metadata.get("data") or None
-    if published and not args.data and not (data and Path(data).exists()) and data not in ("cifar10", "cifar100"):
-        raise UserError(f"{args.checkpoint} was trained and measured on {published['data']}; give that data with "
-                        "--data PATH")
-    result = evaluate_checkpoint(trained, data, args.split, device, amp=precision.bf16)
+    data = checks.absolute_data(args.data)
+    if data is None:
+        data = trained.metadata.get("data") or None
+        if published and not (data and Path(data).exists()) and data not in ("cifar10", "cifar100"):
+            raise UserError(f"{args.checkpoint} was trained and measured on {published['data']}; give that data "
+                            "with --data PATH")
+        checks.check_stored_data(data or "", Path(args.checkpoint))
+    val_split, seed = 0, 0
+    if args.split != "test":  # the run's validation split, chosen as training chose it
+        stored = run_config(trained.source)
+        val_split, seed = int(stored.get("val_split", 0)), int(stored.get("seed", 0))
+    result = evaluate_checkpoint(trained, data, args.split, device, amp=precision.bf16, val_split=val_split,
+                                 seed=seed, flip=args.flip)
     report = {"checkpoint": str(trained.source), "split": args.split, "images": result.count,
               "accuracy": result.accuracy, "error": result.error, "loss": result.loss,
               "per_class_accuracy": dict(zip(trained.classes, result.per_class_accuracy())),
               "confusion_matrix": result.confusion.tolist(), "classes": trained.classes}
+    if result.flip_accuracy is not None:
+        report["flip_accuracy"] = result.flip_accuracy
     if published:
         report["recorded"] = {key: published.get(key) for key in ("test_acc", "test_images", "eval_device", "data")}
     say_precision(precision)
@@ -81,7 +104,9 @@ def cmd_eval(args: argparse.Namespace) -> None:
         print(json.dumps(report, indent=2))
         return
     print(f"{trained.source}: {args.split} accuracy {100 * result.accuracy:.2f}% "
-          f"(error {100 * result.error:.2f}%), loss {result.loss:.4f}, {result.count} images")
+          f"(error {100 * result.error:.2f}%), loss {result.loss:.4f}, {result.count} images"
+          + (f"; with flip test-time augmentation {100 * result.flip_accuracy:.2f}%"
+             if result.flip_accuracy is not None else ""))
     if published and args.split == "test":
         print(f"recorded when published: {100 * published['test_acc']:.2f}% on {published['test_images']} images "
               f"({published['eval_device']}); data: {published['data']}")
@@ -132,7 +157,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser("train", help="train a model (resumes an existing run directory)",
                                 usage="%(prog)s [--recipe NAME] [--config FILE] [--out DIR | --resume DIR] "
                                       "[--seeds S,...] [--set KEY=VALUE] [config flags, see below]")
-    train.add_argument("--recipe", default="paper", help="paper, keras or fast (see `resnetlab recipes`)")
+    train.add_argument("--recipe", default="paper", help="a named recipe (`resnetlab recipes` lists them)")
     train.add_argument("--config", help="TOML file of config values, applied over the recipe")
     train.add_argument("--out", help="run directory (default runs/<model>-<recipe>)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue this run with its stored config")
@@ -150,10 +175,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     evaluation.add_argument("checkpoint", help="run directory (its best, else last checkpoint), checkpoint "
                                                "directory, model.safetensors, or published weights (resnet56.cifar10)")
     evaluation.add_argument("--data", help="dataset (default: the one the model was trained on)")
-    evaluation.add_argument("--split", choices=["test", "train"], default="test")
+    evaluation.add_argument("--split", choices=["test", "val", "train"], default="test",
+                            help="test (default); val: the run's validation split; train: the rest")
     evaluation.add_argument("--device", default="auto")
     evaluation.add_argument("--amp", choices=["auto", "bf16", "off"], default="auto",
                             help="auto: bf16 autocast where the device computes bf16 natively, else fp32")
+    evaluation.add_argument("--flip", action="store_true",
+                            help="also the accuracy with left-right flip test-time augmentation")
     evaluation.add_argument("--json", action="store_true")
     evaluation.set_defaults(func=cmd_eval)
 

@@ -18,6 +18,7 @@ matplotlib.use("Agg")  # before pyplot is imported: files only, no display neede
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from resnetlab.errors import UserError  # noqa: E402
 from resnetlab.files import atomic_path, atomic_write_text  # noqa: E402
@@ -25,7 +26,7 @@ from resnetlab.train.history import read_history  # noqa: E402
 
 DPI = 110
 ITERATIONS = "iterations (training steps)"
-LONG_RUN_STEPS = 20_000  # at least this many iterations: the paper's y range (0-20 %) shows the curves best
+LONG_RUN_STEPS = 20_000  # at least this many iterations: the paper's y range (0-20 %), if the curves fit in it
 FEW_POINTS = 15  # curves with fewer points get markers (a one-epoch run has a single point)
 
 
@@ -69,6 +70,16 @@ def draw_curves(axes: Axes, curves: Sequence[Curve], *, title: str, xlabel: str 
     axes.grid(alpha=0.3)
     axes.legend(handles=handles, fontsize=9, loc="best")
     axes.set_xlim(left=0)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs and iterations are whole numbers
+
+
+def error_limits(low: float, high: float, longest: float) -> tuple[float, float]:
+    """The y range of error curves, fit to the data: the paper's 0-20 % for long runs whose curves fit in it,
+    else the data's range with a margin (so that markers at 0 and 100 % show whole)."""
+    if longest >= LONG_RUN_STEPS and high <= 20:
+        return 0.0, 20.0
+    margin = max(1.0, 0.06 * (high - low))
+    return low - margin, min(100.0, high) + margin
 
 
 def plot_error_panels(panels: Sequence[tuple[str, Sequence[Curve]]], output: Path, title: str) -> Path:
@@ -82,10 +93,8 @@ def plot_error_panels(panels: Sequence[tuple[str, Sequence[Curve]]], output: Pat
     for axes, (panel_title, curves) in zip(axes_list[0], panels):
         draw_curves(axes, curves, title=panel_title)
     axes_list[0][0].set_ylabel("error (%)")
-    if longest >= LONG_RUN_STEPS:
-        axes_list[0][0].set_ylim(0, 20)
-    else:
-        axes_list[0][0].set_ylim(-0.5, min(100.5, max(values, default=0.0) * 1.08 + 1))
+    if values:
+        axes_list[0][0].set_ylim(*error_limits(min(values), max(values), longest))
     figure.suptitle(title, fontsize=11)
     return save_figure(figure, output)
 
@@ -129,10 +138,11 @@ def plot_runs(run_dirs: list[str | Path], output: str | Path, x_axis: str = "epo
                           "train_loss": row.get("train_loss"), f"{split}_loss": row.get(f"{split}_loss")})
     figure, (error_axes, loss_axes) = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
     x_label = "epoch" if x_axis == "epoch" else "iteration"
-    draw_curves(error_axes, curves["error"], title="Error (dashed: training, solid: held out)", xlabel=x_label,
+    # The titles use the legends' words: "training" and the held-out split's name.
+    draw_curves(error_axes, curves["error"], title=f"Error (dashed: training, solid: {split})", xlabel=x_label,
                 test_label=f"{split} error")
-    draw_curves(loss_axes, curves["loss"], title="Loss", xlabel=x_label, train_label="training loss",
-                test_label=f"{split} loss")
+    draw_curves(loss_axes, curves["loss"], title=f"Loss (dashed: training, solid: {split})", xlabel=x_label,
+                train_label="training loss", test_label=f"{split} loss")
     error_axes.set_ylabel("error (%)")
     loss_axes.set_ylabel("cross-entropy loss")
     figure.suptitle(title or f"Learning curves: {', '.join(label for label, _ in runs)}")

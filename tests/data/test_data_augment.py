@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from resnetlab.data import KerasAugment, augment
-from resnetlab.data.augment import affine_warp, crop_flip
+from resnetlab.data.augment import KERAS_EXAMPLE, crop_flip, keras_apply_transform
 from resnetlab.errors import UserError
 
 
@@ -53,9 +53,10 @@ def test_crop_flip_repeats_with_seed():
 def test_flip_is_exact():
     x = _batch(n=4)
     zero = torch.zeros(4)
-    flipped = affine_warp(x, zero, zero, zero, torch.ones(4, dtype=torch.bool), torch.zeros(4, dtype=torch.bool))
+    yes, no = torch.ones(4, dtype=torch.bool), torch.zeros(4, dtype=torch.bool)
+    flipped = keras_apply_transform(x, zero, zero, zero, yes, no)
     torch.testing.assert_close(flipped, x.flip(-1), atol=1e-5, rtol=0)
-    upside = affine_warp(x, zero, zero, zero, torch.zeros(4, dtype=torch.bool), torch.ones(4, dtype=torch.bool))
+    upside = keras_apply_transform(x, zero, zero, zero, no, yes)
     torch.testing.assert_close(upside, x.flip(-2), atol=1e-5, rtol=0)
 
 
@@ -68,10 +69,11 @@ def test_keras_zero_ranges_are_identity():
 def test_integer_shift_fills_with_nearest_border():
     x = _batch(n=2, h=8, w=8)
     zero, no = torch.zeros(2), torch.zeros(2, dtype=torch.bool)
-    out = affine_warp(x, zero, torch.full((2,), 2.0), zero, no, no)  # output column c reads input column c + 2
+    # Keras' tx moves columns, ty rows (its matrix is built in (x, y) and swapped for row-major arrays).
+    out = keras_apply_transform(x, zero, torch.full((2,), 2.0), zero, no, no)  # column c reads column c + 2
     torch.testing.assert_close(out[..., :6], x[..., 2:], atol=1e-5, rtol=0)
     torch.testing.assert_close(out[..., 6:], x[..., 7:8].expand(-1, -1, -1, 2), atol=1e-5, rtol=0)
-    out = affine_warp(x, zero, zero, torch.full((2,), -3.0), no, no)  # row r reads row r - 3
+    out = keras_apply_transform(x, zero, zero, torch.full((2,), -3.0), no, no)  # row r reads row r - 3
     torch.testing.assert_close(out[..., 3:, :], x[..., :5, :], atol=1e-5, rtol=0)
     torch.testing.assert_close(out[..., :3, :], x[..., :1, :].expand(-1, -1, 3, -1), atol=1e-5, rtol=0)
 
@@ -79,15 +81,16 @@ def test_integer_shift_fills_with_nearest_border():
 def test_quarter_turn_keeps_pixels():
     x = _batch(n=1, h=6, w=6)
     zero, no = torch.zeros(1), torch.zeros(1, dtype=torch.bool)
-    out = affine_warp(x, torch.full((1,), 90.0), zero, zero, no, no)
+    out = keras_apply_transform(x, torch.full((1,), 90.0), zero, zero, no, no)
     # A quarter turn maps the pixel grid onto itself, so no value is interpolated.
     assert any(torch.allclose(out, torch.rot90(x, k, dims=(2, 3)), atol=1e-4) for k in (1, 3))
 
 
 def test_keras_defaults_follow_the_tutorial():
     assert KerasAugment() == KerasAugment(
-        rotation_range=0.0, width_shift_range=0.1, height_shift_range=0.1, horizontal_flip=True, vertical_flip=False
+        rotation_range=20.0, width_shift_range=0.2, height_shift_range=0.2, horizontal_flip=True, vertical_flip=False
     )
+    assert KERAS_EXAMPLE == KerasAugment(rotation_range=0.0, width_shift_range=0.1, height_shift_range=0.1)
 
 
 def test_keras_keeps_shape_dtype_and_seeds():

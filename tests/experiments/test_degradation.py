@@ -58,12 +58,20 @@ def test_verdicts_follow_the_table(degradation_dir):
     lines = verdict_lines(degradation_dir)
     assert len(lines) == 6
     deep, shallow = rows["plain-14"]["train_error_pct"], rows["plain-8"]["train_error_pct"]
-    answer = "yes" if float(deep) > float(shallow) else "no"
-    assert lines[0] == f"plain-14 train error > plain-8: {answer}, {deep} % vs {shallow} %"
+    short = "too short to judge (4 iterations; a verdict needs at least 6,400, a tenth of the paper's 64,000)"
+    assert lines[0] == f"plain-14 train error > plain-8: {short}, {deep} % vs {shallow} %"
     assert lines[-1].startswith("ResNet-14 test error < plain-14: ")
     table = read_csv(degradation_dir / "verdicts.csv")
     assert [line.split(":")[0] for line in lines] == [row["claim"] for row in table]
-    assert all(row["holds"] in ("yes", "no") for row in table)
+    assert all(row["holds"] == short for row in table)
+
+
+@pytest.mark.parametrize("steps, answer", [(6_400, "yes"), (6_399, "too short to judge"), (None, "yes")])
+def test_a_verdict_needs_a_tenth_of_the_papers_schedule(steps, answer):
+    from resnetlab.experiments.comparison import Verdict
+
+    verdict = Verdict("plain-56 train error > plain-20", "12.50", "10.00", ">", steps=steps)
+    assert verdict.answer.startswith(answer) and verdict.line().endswith("12.50 % vs 10.00 %")
 
 
 def test_paper_numbers_and_claims_of_table6(tiny_data):
@@ -125,3 +133,12 @@ def test_bad_depth_is_a_one_line_error(tiny_data, tmp_path, capsys):
                  str(tmp_path / "exp"), "--epochs", "1"]) == 2
     err = capsys.readouterr().err
     assert "21" in err and "6n+2" in err and len(err.strip().splitlines()) == 1
+
+
+def test_error_axis_fits_the_curves_instead_of_0_to_100():
+    from resnetlab.plots import error_limits
+
+    low, high = error_limits(60.0, 90.0, longest=250)
+    assert 57 < low < 60 and 90 < high < 93
+    assert error_limits(5.0, 18.0, longest=64_000) == (0.0, 20.0)  # the paper's range when the curves fit it
+    assert error_limits(5.0, 40.0, longest=64_000)[1] < 43

@@ -96,3 +96,32 @@ def test_gradient_experiment_keeps_probed_models(gradients_dir, tiny_data, monke
                  "--batch-size", "16", "--data", str(tiny_data), "--device", "cpu", "--out", str(gradients_dir)]) == 0
     assert (gradients_dir / "results.csv").read_text() == before
     assert capsys.readouterr().out.count("probed earlier, kept") == 2
+
+
+def test_training_steps_are_the_loops_step_and_lr_with_the_recipes_warmup(monkeypatch):
+    """The probe's SGD steps use the loop's optimizer, step and effective_lr: the warm-up lr holds until a check
+    at the recipe's cadence finds the error below the threshold, then the schedule's lr follows."""
+    from resnetlab.train.config import resolve_config
+
+    used, steps_built = [], []
+    real_set_lr, real_build = gradients.set_lr, gradients.build_train_step
+    monkeypatch.setattr(gradients, "set_lr", lambda opt, lr: (used.append(lr), real_set_lr(opt, lr)))
+    monkeypatch.setattr(gradients, "build_train_step", lambda *a, **k: steps_built.append(a[2]) or real_build(*a, **k))
+    config = resolve_config("paper", overrides={"warmup_min_depth": 0, "warmup_error": 1.01, "warmup_check_every": 3})
+    torch.manual_seed(0)
+    model = create_model("resnet8")
+    batches = [(torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,)))]
+    losses = gradients.train_steps(model, batches, 5, config, depth=8, steps_per_epoch=390,
+                                   device=torch.device("cpu"))
+    assert len(losses) == 5 and all(math.isfinite(v) for v in losses)
+    assert steps_built == [config]
+    assert used == pytest.approx([0.01, 0.01, 0.01, 0.1, 0.1])  # the check after step 3 ends the warm-up
+    used.clear()
+    gradients.train_steps(create_model("resnet8"), batches, 2, config, depth=8, steps_per_epoch=390,
+                          device=torch.device("cpu"))
+    assert used == pytest.approx([0.01, 0.01])
+    deep_only = resolve_config("paper")
+    used.clear()
+    gradients.train_steps(create_model("resnet8"), batches, 2, deep_only, depth=8, steps_per_epoch=390,
+                          device=torch.device("cpu"))
+    assert used == pytest.approx([0.1, 0.1])  # the paper's warm-up is for ResNet-110 and deeper only

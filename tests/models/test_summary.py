@@ -25,6 +25,25 @@ def test_summary_cli_prints_table(capsys):
     assert "Trainable params: 269,722" in out and "MACs" in out and "Activation memory" in out
 
 
+def test_summary_prints_keras_order_on_request_and_a_readable_paper_footer(capsys):
+    assert main(["summary", "resnet20", "--channels-last"]) == 0
+    out = capsys.readouterr().out
+    assert "conv1 (Conv2d)" in out and "(None, 32, 32, 16)" in out and "(None, 8, 8, 64)" in out
+    assert out.strip().splitlines()[-1] == ("In the paper (He et al. 2015, Deep Residual Learning, Table 6 (option A)):"
+                                            " 0.27M parameters (this model: 269,722), 8.75 % test error on CIFAR-10.")
+    assert main(["summary", "keras_resnet20v1"]) == 0  # the tutorial's models print the tutorial's order
+    assert "(None, 32, 32, 16)" in capsys.readouterr().out
+
+
+def test_list_shows_the_models_own_parameter_count_beside_the_papers(capsys):
+    assert main(["list", "resnet1*"]) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:]}
+    assert rows["resnet110"][3:5] == ["1.73M", "1.70M"] and rows["resnet18_cifar"][3:5] == ["11.17M", "-"]
+    assert main(["list", "resnet20", "--json"]) == 0
+    (entry,) = json.loads(capsys.readouterr().out)
+    assert entry["params"] == 269_722 and entry["paper_params"] == 0.27e6
+
+
 def test_summary_cli_json(capsys):
     assert main(["summary", "keras_resnet20v1", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)

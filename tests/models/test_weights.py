@@ -122,3 +122,14 @@ def test_the_package_index_is_consistent():
         assert file_sha256(PACKAGE_WEIGHTS / record["file"]) == record["sha256"], name
         assert record["data"] and record["recipe"] and 0 < record["test_acc"] <= 1, name
     assert (PACKAGE_WEIGHTS / INDEX_FILE).is_file()
+
+
+def test_a_published_file_can_be_published_again_elsewhere_keeping_its_record(weights_dir, tmp_path):
+    """What a GPU session's files go through: measured again on this machine's CPU, recipe and data kept."""
+    first = read_index(weights_dir)["resnet20.tiny"]
+    again = publish(weights_dir / first["file"], "tiny", tmp_path / "again", log=lambda _: None)
+    assert again.record["test_acc"] == first["test_acc"] and again.record["eval_device"] == "cpu"
+    assert again.record["recipe"] == first["recipe"] and again.record["data"] == first["data"]
+    assert again.record["training_final_test_acc"] == first["training_final_test_acc"]
+    for key, value in again.load()[0].items():
+        assert torch.equal(value, get_weights("resnet20", "tiny").load()[0][key]), key

@@ -25,7 +25,7 @@ def train(data, out, *extra) -> int:
     (["--batch-size", "-4"], "batch size must be positive, got -4"),
     (["--epochs", "0"], "positive number of epochs"),
     (["--epochs", "-3"], "cannot be negative"),
-    (["--iterations", "-5"], "cannot be negative"),
+    (["--set", "iterations=-5"], "cannot be negative"),  # --iterations with --epochs is refused first
 ])
 def test_bad_argument(tiny_data, tmp_path, capsys, extra, message):
     assert train(tiny_data, tmp_path / "run", *extra) == 2

@@ -96,7 +96,7 @@ def test_rerun_resumes_instead_of_overwriting(trained_run, tiny_data, capsys):
 @pytest.mark.parametrize("extra, message", [
     (["--model", "resnet21"], "6n+2"),
     (["--lr", "-1"], "lr must be positive"),
-    (["--epochs", "0", "--iterations", "0"], "positive number of epochs"),
+    (["--epochs", "0"], "positive number of epochs"),
     (["--batch-size", "1000"], "batch size 1000 is larger"),
     (["--recipe", "nope"], "unknown recipe"),
     (["--set", "nonsense=1"], "unknown config key"),

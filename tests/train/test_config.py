@@ -41,7 +41,8 @@ def test_bad_config_file_refused_with_its_name(tmp_path, text, message):
 
 
 def test_unknown_recipe_lists_the_known_ones():
-    with pytest.raises(ValueError, match="unknown recipe 'papr'.*cpu, fast, finetune, imagenet, keras, paper"):
+    with pytest.raises(ValueError,
+                       match="unknown recipe 'papr'.*cpu, fast, finetune, imagenet, keras, keras-example, paper"):
         resolve_config("papr")
 
 

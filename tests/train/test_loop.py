@@ -31,6 +31,23 @@ def assert_same_weights(a, b):
         assert torch.equal(a[key], b[key]), key
 
 
+def sigterm_at(call: int):
+    """A make_train_step whose step raises SIGTERM (a stop request) at its ``call``-th call."""
+    original, calls = loop.make_train_step, {"n": 0}
+
+    def stopping_step(session):
+        step = original(session)
+
+        def wrapped(images, labels):
+            calls["n"] += 1
+            if calls["n"] == call:
+                signal.raise_signal(signal.SIGTERM)
+            return step(images, labels)
+        return wrapped
+
+    return stopping_step
+
+
 def test_resume_from_epoch_checkpoint_is_bit_exact(tiny_data, tmp_path):
     config = tiny_config(tiny_data)
     full = tmp_path / "full"
@@ -54,19 +71,7 @@ def test_stop_request_mid_epoch_checkpoints_and_resumes_exactly(tiny_data, tmp_p
     fit(config, reference, show_progress=False, log=lambda _: None)
 
     original = loop.make_train_step
-    calls = {"n": 0}
-
-    def stopping_step(session):
-        step = original(session)
-
-        def wrapped(images, labels):
-            calls["n"] += 1
-            if calls["n"] == 5:  # epoch 2 of 3 (3 steps per epoch), mid-epoch
-                signal.raise_signal(signal.SIGTERM)
-            return step(images, labels)
-        return wrapped
-
-    monkeypatch.setattr(loop, "make_train_step", stopping_step)
+    monkeypatch.setattr(loop, "make_train_step", sigterm_at(5))  # epoch 2 of 3 (3 steps per epoch), mid-epoch
     stopped = tmp_path / "stopped"
     with pytest.raises(TrainingStopped, match="resnetlab train --resume"):
         fit(config, stopped, show_progress=False, log=lambda _: None)
@@ -203,19 +208,7 @@ def test_stop_at_an_epoch_end_without_its_checkpoint_saves_one(tiny_data, tmp_pa
     reference = tmp_path / "reference"
     fit(config, reference, show_progress=False, log=lambda _: None)
     original = loop.make_train_step
-    calls = {"n": 0}
-
-    def stopping_step(session):
-        step = original(session)
-
-        def wrapped(images, labels):
-            calls["n"] += 1
-            if calls["n"] == 3:  # the last step of epoch 1 (3 steps per epoch)
-                signal.raise_signal(signal.SIGTERM)
-            return step(images, labels)
-        return wrapped
-
-    monkeypatch.setattr(loop, "make_train_step", stopping_step)
+    monkeypatch.setattr(loop, "make_train_step", sigterm_at(3))  # the last step of epoch 1 (3 steps per epoch)
     stopped = tmp_path / "stopped"
     with pytest.raises(TrainingStopped):
         fit(config, stopped, show_progress=False, log=lambda _: None)

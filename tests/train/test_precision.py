@@ -85,8 +85,8 @@ def test_unknown_choice_is_refused():
 
 
 def run_config(data, **changes):
-    values = dict(model="resnet8", data=str(data), iterations=6, epochs=0, val_split=12, batch_size=16,
-                  log_every=2, tensorboard=False)
+    values = {"model": "resnet8", "data": str(data), "iterations": 6, "epochs": 0, "val_split": 12, "batch_size": 16,
+              "log_every": 2, "tensorboard": False}
     return resolve_config("paper", overrides={**values, **changes})
 
 

@@ -1,9 +1,12 @@
 """Training-time augmentation as batched tensor ops on the device: no per-image Python loop.
 
 "crop_flip" is the paper's (He et al. 2015, sec. 4.2): pad 4 pixels of zeros on each side, take a random
-crop of the original size, flip horizontally with probability 1/2. "keras" is the tutorial's
-ImageDataGenerator (keras/examples/cifar10_resnet.py): random shifts of up to 10% of the width and height,
-horizontal flips, no rotation, and 'nearest' fill, done here as one affine warp of the whole batch.
+crop of the original size, flip horizontally with probability 1/2. "keras" is Keras' ImageDataGenerator with
+rotation, width/height shifts and flips, composed as ``ImageDataGenerator.get_random_transform`` draws them and
+``apply_transform`` / ``apply_affine_transform`` apply them (keras/src/legacy/preprocessing/image.py, Keras 3;
+the same code as keras-preprocessing): one affine about the image centre, linear interpolation, 'nearest' fill,
+then the flips. Here the whole batch is warped by one ``grid_sample``; ``tests/fixtures/keras`` checks it
+against Keras' own outputs.
 """
 
 from __future__ import annotations
@@ -22,18 +25,24 @@ CROP_PAD = 4
 
 @dataclass(frozen=True)
 class KerasAugment:
-    """ImageDataGenerator settings; the defaults are those of the Keras cifar10_resnet.py tutorial."""
+    """ImageDataGenerator settings; the defaults are the Keras ResNet tutorial's
+    ``ImageDataGenerator(rotation_range=20, width_shift_range=0.2, height_shift_range=0.2, horizontal_flip=True,
+    fill_mode='nearest')``. ``KERAS_EXAMPLE`` holds the 2020 ``cifar10_resnet.py`` example's (shifts 0.1, no
+    rotation)."""
 
-    rotation_range: float = 0.0
+    rotation_range: float = 20.0
     """Maximum rotation in degrees, drawn uniformly in [-range, range]."""
-    width_shift_range: float = 0.1
-    """Maximum horizontal shift as a fraction of the width (continuous, so shifts are sub-pixel)."""
-    height_shift_range: float = 0.1
-    """Maximum vertical shift as a fraction of the height."""
+    width_shift_range: float = 0.2
+    """Maximum shift as a fraction of the width, drawn uniformly (fractional, so shifts are sub-pixel)."""
+    height_shift_range: float = 0.2
+    """Maximum shift as a fraction of the height."""
     horizontal_flip: bool = True
     """Flip left-right with probability 1/2."""
     vertical_flip: bool = False
     """Flip upside-down with probability 1/2."""
+
+
+KERAS_EXAMPLE = KerasAugment(rotation_range=0.0, width_shift_range=0.1, height_shift_range=0.1)
 
 
 def check_augmentation(kind: str | KerasAugment) -> None:
@@ -74,55 +83,69 @@ def crop_flip(images: torch.Tensor, generator: torch.Generator, pad: int = CROP_
 
 
 def keras_augment(images: torch.Tensor, generator: torch.Generator, settings: KerasAugment) -> torch.Tensor:
-    """Draw each image's rotation, shift and flips as Keras does, then warp the batch once."""
-    n = images.shape[0]
+    """Draw each image's parameters as ``get_random_transform`` does, in its order, then warp the batch once.
+
+    Keras draws, per image: theta (only if rotation_range), tx = uniform(-height_shift_range, +) * rows (only if
+    height_shift_range), ty = uniform(-width_shift_range, +) * cols (only if width_shift_range), then the two
+    coins ``random() < 0.5`` for the horizontal and vertical flips (both always drawn). Here each draw is one
+    vector over the batch, in the same order, from ``generator``.
+    """
+    n, _, h, w = images.shape
     dev = images.device
 
     def uniform(limit: float) -> torch.Tensor:
+        if not limit:
+            return torch.zeros(n, device=dev)
         return (torch.rand(n, generator=generator, device=dev) * 2 - 1) * limit
 
-    def coin(enabled: bool) -> torch.Tensor:
-        draw = torch.rand(n, generator=generator, device=dev) < 0.5
-        return draw & enabled
-
-    _, _, h, w = images.shape
-    return affine_warp(
-        images,
-        angle_deg=uniform(settings.rotation_range),
-        shift_x=uniform(settings.width_shift_range) * w,
-        shift_y=uniform(settings.height_shift_range) * h,
-        flip_x=coin(settings.horizontal_flip),
-        flip_y=coin(settings.vertical_flip),
-    )
+    theta = uniform(settings.rotation_range)
+    tx = uniform(settings.height_shift_range) * h
+    ty = uniform(settings.width_shift_range) * w
+    flip_h = (torch.rand(n, generator=generator, device=dev) < 0.5) & settings.horizontal_flip
+    flip_v = (torch.rand(n, generator=generator, device=dev) < 0.5) & settings.vertical_flip
+    return keras_apply_transform(images, theta, tx, ty, flip_h, flip_v)
 
 
-def affine_warp(
+def keras_apply_transform(
     images: torch.Tensor,
-    angle_deg: torch.Tensor,
-    shift_x: torch.Tensor,
-    shift_y: torch.Tensor,
-    flip_x: torch.Tensor,
-    flip_y: torch.Tensor,
+    theta: torch.Tensor,
+    tx: torch.Tensor,
+    ty: torch.Tensor,
+    flip_horizontal: torch.Tensor,
+    flip_vertical: torch.Tensor,
 ) -> torch.Tensor:
-    """Rotate about the centre, shift (in pixels) and flip each image, all (N,) parameters, in one grid_sample.
+    """``ImageDataGenerator.apply_transform`` for a (N, C, H, W) batch and (N,) parameters, in Keras' names.
 
-    Output pixel p reads input pixel R·F·p + t (about the centre, F the flips), interpolated bilinearly
-    (Keras' interpolation_order=1); points outside repeat the nearest edge pixel (Keras' fill_mode='nearest').
+    Keras builds ``M = R(theta) @ T(tx, ty)`` in coordinates (u, v), moves it about the centre
+    (``transform_matrix_offset_center(M, h, w)``: offsets h/2 - 0.5 for u and w/2 - 0.5 for v), swaps the axes
+    for channels-last arrays (``M' = P M P``: u becomes the column, v the row, so ``tx`` moves the image
+    horizontally), and calls ``scipy.ndimage.affine_transform(channel, M'[:2, :2], M'[:2, 2], order=1,
+    mode='nearest')``: output pixel (r, c) reads input (r, c)_in = A (r, c) + b, interpolated linearly, with
+    coordinates outside clamped to the edge. The flips are applied afterwards, to the warped image. Here the
+    same source coordinates go to one ``grid_sample`` (bilinear, border padding = 'nearest' fill).
     """
     n, _, h, w = images.shape
     dtype = images.dtype if images.is_floating_point() else torch.float32
-    angle = angle_deg.to(dtype) * (math.pi / 180)
+    dev = images.device
+    angle = theta.to(torch.float64) * (math.pi / 180)
     cos, sin = torch.cos(angle), torch.sin(angle)
-    fx = 1 - 2 * flip_x.to(dtype)
-    fy = 1 - 2 * flip_y.to(dtype)
-    # grid_sample's coordinates run from -1 to 1 across each axis, so a rotation in pixels becomes
-    # S·R·S⁻¹ with S = diag(2/w, 2/h), and a shift of t pixels becomes 2t/w (or 2t/h).
-    theta = torch.stack(
-        [
-            torch.stack([cos * fx, -sin * (h / w) * fy, shift_x.to(dtype) * (2 / w)], dim=1),
-            torch.stack([sin * (w / h) * fx, cos * fy, shift_y.to(dtype) * (2 / h)], dim=1),
-        ],
-        dim=1,
-    )
-    grid = F.affine_grid(theta, [n, 1, h, w], align_corners=False)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    tx, ty = tx.to(torch.float64), ty.to(torch.float64)
+    o_u, o_v = h / 2 - 0.5, w / 2 - 0.5
+    # M = R T about the centre: (u, v)_in = R ((u, v) - o + t) + o.
+    m00, m01, m10, m11 = cos, -sin, sin, cos
+    b_u = m00 * (tx - o_u) + m01 * (ty - o_v) + o_u
+    b_v = m10 * (tx - o_u) + m11 * (ty - o_v) + o_v
+    # After the swap: row_in = m11 row + m10 col + b_v, col_in = m01 row + m00 col + b_u.
+    rows = torch.arange(h, device=dev, dtype=torch.float64).view(1, h, 1)
+    cols = torch.arange(w, device=dev, dtype=torch.float64).view(1, 1, w)
+    rows = torch.where(flip_vertical.view(n, 1, 1), (h - 1) - rows, rows)  # the flips act on the output
+    cols = torch.where(flip_horizontal.view(n, 1, 1), (w - 1) - cols, cols)
+
+    def per_image(value: torch.Tensor) -> torch.Tensor:
+        return value.view(n, 1, 1)
+
+    row_in = per_image(m11) * rows + per_image(m10) * cols + per_image(b_v)
+    col_in = per_image(m01) * rows + per_image(m00) * cols + per_image(b_u)
+    # grid_sample's coordinates (align_corners=False): -1 and 1 are the outer edges of the first and last pixel.
+    grid = torch.stack([(2 * col_in + 1) / w - 1, (2 * row_in + 1) / h - 1], dim=-1).to(dtype)
+    return F.grid_sample(images.to(dtype), grid, mode="bilinear", padding_mode="border", align_corners=False)

@@ -143,7 +143,7 @@ def cached(
         say(f"{what}{len(hit[0]):,} training and {len(hit[1]):,} test images read from the cache "
             f"{entry_dir(cache_dir, key)} in {time.perf_counter() - started:.1f} s")
         return hit
-    say(f"{what}first load: decoding the images once (later loads read them from the cache)")
+    say(f"{what}first load: reading and decoding the images once (later loads read them from the cache)")
     train, test, classes = build()
     save_entry(cache_dir, key, train, test, classes)
     say(f"{what}{len(train):,} training and {len(test):,} test images decoded in {time.perf_counter() - started:.0f} s"

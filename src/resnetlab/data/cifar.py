@@ -24,6 +24,7 @@ from resnetlab.errors import DataError
 
 DEFAULT_BASE_URL = "https://www.cs.toronto.edu/~kriz/"
 URL_ENV = "RESNETLAB_CIFAR_URL"
+DATA_ENV = "RESNETLAB_DATA"  # the default source when no --data is given (sources.py)
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,13 @@ def _tarball(release: Release, cache_dir: Path, base: str, md5: str, download: b
         return _check_md5(dest, md5)
     if not download:
         raise DataError(f"{dest} is missing and downloading is turned off; place the official tarball there")
-    return fetch(base.rstrip("/") + "/" + release.filename, dest, md5)
+    try:
+        return fetch(base.rstrip("/") + "/" + release.filename, dest, md5)
+    except DataError as error:
+        if "cannot download" not in str(error):
+            raise
+        raise DataError(f"{error}. Offline? Use a local copy: --data PATH (an image folder, an archive of one, or "
+                        f"the official {release.filename}), or set ${DATA_ENV} to it") from None
 
 
 def _check_md5(path: Path, md5: str) -> Path:

@@ -11,7 +11,7 @@ from resnetlab.data.arrays import Dataset
 from resnetlab.data.cache import resolve_cache_dir
 from resnetlab.data.cifar import OFFICIAL_FILENAMES, RELEASES, load_cifar
 from resnetlab.data.folder import load_image_archive, load_image_folder
-from resnetlab.data.messages import reporting
+from resnetlab.data.messages import reporting, say
 from resnetlab.data.synthetic import synthetic_dataset
 from resnetlab.errors import DataError
 
@@ -64,6 +64,8 @@ def _load(source: str | os.PathLike | None, cache_dir: str | Path | None, image_
     cache = resolve_cache_dir(cache_dir)
     name = source.strip().lower()
     if name == "synthetic":
+        say(f"data: synthetic: {synthetic_size[0]:,} training and {synthetic_size[1]:,} test images of random "
+            "pixels (no files read; for trying the commands, not for accuracy)")
         return synthetic_dataset(synthetic_size, num_classes=num_classes, image_size=image_size)
     if name in RELEASES:
         return load_cifar(name, cache, image_size=image_size, download=download, num_workers=num_workers)

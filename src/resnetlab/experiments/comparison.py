@@ -25,6 +25,14 @@ MEASUREMENT_NOTE = ("Train error is the error over the last epoch's training bat
                     "over seeds where there are several.")
 
 
+# The rule for a verdict: the paper's claims are about its full schedule (DRL section 4.2: 64k iterations). Runs
+# shorter than a tenth of it (6,400 iterations, ~18 epochs of 45k images at batch 128) are still early in
+# training, where the order of the curves can change, so their claims read "too short to judge" (the numbers
+# are still printed) instead of yes / no.
+PAPER_ITERATIONS = 64_000
+JUDGE_MIN_FRACTION = 0.1
+
+
 @dataclass(frozen=True)
 class Claim:
     """``left`` group's error on ``split`` is ``relation`` (">" or "<") the ``right`` group's."""
@@ -42,6 +50,11 @@ class Verdict:
     right: str
     relation: str
     within_spread: bool = False
+    steps: int | None = None  # the fewest iterations any run of the two groups trained
+
+    @property
+    def too_short(self) -> bool:
+        return self.steps is not None and self.steps < JUDGE_MIN_FRACTION * PAPER_ITERATIONS
 
     @property
     def holds(self) -> bool | None:
@@ -52,6 +65,9 @@ class Verdict:
 
     @property
     def answer(self) -> str:
+        if self.too_short and self.holds is not None:
+            return (f"too short to judge ({self.steps:,} iterations; a verdict needs at least "
+                    f"{JUDGE_MIN_FRACTION * PAPER_ITERATIONS:,.0f}, a tenth of the paper's {PAPER_ITERATIONS:,})")
         return {True: "yes", False: "no", None: "unknown (missing numbers)"}[self.holds]
 
     def line(self) -> str:
@@ -124,7 +140,9 @@ def verdicts(comparison: Comparison, table: Table, groups: dict[str, GroupResult
             widest = max(float(left[f"{claim.split}_error_std"]), float(right[f"{claim.split}_error_std"]))
             spread = 0 < widest and gap <= widest
         text = f"{groups[claim.left].label} {claim.split} error {claim.relation} {groups[claim.right].label}"
-        found.append(Verdict(text, left[key], right[key], claim.relation, spread))
+        steps = [int(run.results["steps"]) for name in (claim.left, claim.right) for run in groups[name].runs
+                 if run.results.get("steps") is not None]
+        found.append(Verdict(text, left[key], right[key], claim.relation, spread, min(steps) if steps else None))
     return found
 
 

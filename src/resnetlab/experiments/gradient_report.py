@@ -10,7 +10,8 @@ from resnetlab.experiments.figures import Series, plot_layer_panels
 from resnetlab.experiments.records import display_name, setup_rows
 from resnetlab.experiments.render import publish_results
 from resnetlab.experiments.tables import Table, sci
-from resnetlab.train.loop import Log, model_depth
+from resnetlab.models import model_info
+from resnetlab.train.loop import Log
 
 VANISHING_RATIO = 1e-2  # first/last below this (two orders of magnitude) is called vanishing, above 1/this exploding
 SUMMARY_COLUMNS = ["model", "label", "layers", "stage", "first_layer_norm", "last_layer_norm", "first_to_last_ratio",
@@ -66,8 +67,9 @@ def verdict_lines(table: Table) -> list[str]:
         lines.append(line)
     by_key = {(row["model"], row["stage"]): row for row in table.rows}
     for (model, stage), row in by_key.items():
-        twin = model.replace("plain", "resnet", 1)
-        if model.startswith("plain") and (twin, stage) in by_key:
+        info = model_info(model)
+        twin = info.twin
+        if not info.residual and (twin, stage) in by_key:
             other = by_key[(twin, stage)]
             smaller = float(row["first_layer_norm"]) < float(other["first_layer_norm"])
             lines.append(f"{row['label']} first-layer gradient < {other['label']}'s {stage}: "
@@ -78,16 +80,16 @@ def verdict_lines(table: Table) -> list[str]:
 def write_gradient_report(exp_dir: Path, results: list[dict[str, Any]], record: dict[str, Any], title: str,
                           log: Log) -> dict[str, Any]:
     layers = Table(["model", "stage", "layer_index", "layer", "grad_norm", "weight_norm", "grad_to_weight"])
-    depths = sorted({model_depth(r["model"]) for r in results})
+    depths = sorted({model_info(r["model"]).depth for r in results})
     panels: dict[str, tuple[str, list[Series]]] = {}
     for result in results:
         for key, stage, norms, weights in stages(result):
             for index, (name, norm) in enumerate(norms.items(), 1):
                 layers.add(model=result["model"], stage=stage, layer_index=index, layer=name, grad_norm=sci(norm, 6),
                            weight_norm=sci(weights.get(name), 6), grad_to_weight=sci(relative(norms, weights, name), 6))
-            series = Series(display_name(result["model"]), depths.index(model_depth(result["model"])),
-                            list(range(1, len(norms) + 1)), list(norms.values()),
-                            "--" if result["model"].startswith("plain") else "-")
+            info = model_info(result["model"])
+            series = Series(display_name(result["model"]), depths.index(info.depth),
+                            list(range(1, len(norms) + 1)), list(norms.values()), "-" if info.residual else "--")
             panels.setdefault(key, (stage, []))[1].append(series)
     layers.write_csv(exp_dir / "gradients.csv")
     table = summary_table(results)

@@ -23,7 +23,11 @@ from resnetlab.errors import UserError
 from resnetlab.experiments.records import check_rerun, data_text, display_name, write_experiment
 from resnetlab.models import create_model, model_info
 from resnetlab.files import write_json
-from resnetlab.train.loop import Log, model_depth
+from resnetlab.train.config import TrainConfig, resolve_config
+from resnetlab.train.loop import Log
+from resnetlab.train.optim import build_optimizer, set_lr
+from resnetlab.train.schedule import PlateauState, WarmupState, effective_lr, warmup_applies
+from resnetlab.train.step import build_train_step
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -86,44 +90,42 @@ def weight_norms(model: nn.Module) -> dict[str, float]:
     return {name: float(module.weight.detach().norm()) for name, module in weight_layers(model)}
 
 
-def train_steps(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], steps: int, *, lr: float,
-                momentum: float = 0.9, weight_decay: float = 1e-4, warmup_lr: float = 0.0) -> list[float]:
-    """``steps`` steps of the paper's SGD (DRL section 4.2); with ``warmup_lr`` (ResNet-110 and deeper) that lr is
-    used until the training error of a batch falls below 80 %. Returns the losses."""
-    optimizer = torch.optim.SGD(model.parameters(), lr=warmup_lr or lr, momentum=momentum, weight_decay=weight_decay)
+def train_steps(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], steps: int,
+                config: TrainConfig, *, depth: int, steps_per_epoch: int, device: torch.device) -> list[float]:
+    """``steps`` steps of ``config``'s training, with the loop's own parts: its optimizer (``build_optimizer``),
+    its step (``build_train_step``, fp32) and its learning rate (``effective_lr``, the recipe's schedule and the
+    deep-net warm-up at the recipe's check cadence). Returns the losses."""
+    optimizer = build_optimizer(model, config, device)
+    step_fn = build_train_step(model, optimizer, config, device, amp=False)
+    warmup, plateau = WarmupState(active=warmup_applies(config, depth)), PlateauState()
     model.train()
     losses = []
-    for inputs, targets in islice(cycle(batches) if isinstance(batches, list) else batches, steps):
-        logits = model(inputs)
-        loss = F.cross_entropy(logits, targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
-        if warmup_lr and float((logits.argmax(1) != targets).float().mean()) < 0.8:
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            warmup_lr = 0.0
+    for step, (inputs, targets) in enumerate(islice(cycle(batches) if isinstance(batches, list) else batches, steps)):
+        set_lr(optimizer, effective_lr(config, step, steps_per_epoch, warmup, plateau))
+        loss, correct = step_fn(inputs, targets)
+        warmup.after_step(step + 1, correct, targets.shape[0], config)
+        losses.append(float(loss))
     return losses
 
 
-def probe_model(name: str, probe: list, train: Iterable, num_classes: int, *, steps: int, seed: int, lr: float,
-                device: torch.device, warmup: bool) -> dict[str, Any]:
-    """Norms of one model at initialisation and, when ``steps`` > 0, after that many SGD steps."""
+def probe_model(name: str, probe: list, train: Iterable, num_classes: int, *, steps: int, seed: int,
+                config: TrainConfig, steps_per_epoch: int, device: torch.device) -> dict[str, Any]:
+    """Norms of one model at initialisation and, when ``steps`` > 0, after that many steps of ``config``."""
     started = time.perf_counter()
     torch.manual_seed(seed)
     model = create_model(name, num_classes=num_classes).to(device).train()
     result: dict[str, Any] = {"model": name, "seed": seed, "steps": steps, "init": gradient_norms(model, probe),
                               "init_weights": weight_norms(model)}
     if steps:
-        losses = train_steps(model, train, steps, lr=lr, warmup_lr=0.01 if warmup else 0.0)
+        losses = train_steps(model, train, steps, config, depth=model_info(name).depth,
+                             steps_per_epoch=steps_per_epoch, device=device)
         result.update(trained=gradient_norms(model, probe), trained_weights=weight_norms(model), losses=losses)
     result["seconds"] = time.perf_counter() - started
     return result
 
 
 def load_batches(data: str | None, batch_size: int, batches: int, seed: int, device: torch.device):
-    """(probe batches, training batch iterator, classes): pixel-mean normalisation as the paper; the probe
+    """(probe batches, training batch iterator, classes, batches per epoch): pixel-mean normalisation as the paper; the probe
     batches are fixed and unaugmented, the training batches crop+flip augmented, both drawn from ``seed``."""
     from resnetlab.data import DeviceLoader, fit_normalizer, load_dataset
 
@@ -141,7 +143,7 @@ def load_batches(data: str | None, batch_size: int, batches: int, seed: int, dev
             yield from train_loader.epoch(epoch)
             epoch += 1
 
-    return probe, training_batches, dataset.classes
+    return probe, training_batches, dataset.classes, len(train_loader)
 
 
 def run_gradients(models: list[str], exp_dir: str | Path, *, data: str | None = None, steps: int = 100,
@@ -164,7 +166,8 @@ def run_gradients(models: list[str], exp_dir: str | Path, *, data: str | None = 
                   "started": started, "environment": {**describe_environment(torch_device), "seed": seed}}
     write_experiment(exp_dir, "gradients", status="running", **common)
     settings = {key: arguments[key] for key in ("data", "steps", "batches", "batch_size", "seed", "lr")}
-    settings["format"] = 2  # results of format 1 (no weight norms) are measured again
+    settings["format"] = 3  # format 1: no weight norms; 2: hand-coded SGD and warm-up. Both are measured again
+    config = resolve_config("paper", overrides={"lr": lr, "batch_size": batch_size, "seed": seed})
     results, loaded = [], None
     for name in models:
         path = exp_dir / "models" / f"{name}.json"
@@ -176,15 +179,15 @@ def run_gradients(models: list[str], exp_dir: str | Path, *, data: str | None = 
                 continue
         if loaded is None:
             loaded = load_batches(data, batch_size, batches, seed, torch_device)
-        probe, training_batches, classes = loaded
+        probe, training_batches, classes, steps_per_epoch = loaded
         log(f"{name}: gradient norms at initialisation" + (f" and after {steps} steps" if steps else ""))
-        result = probe_model(name, probe, training_batches(), len(classes), steps=steps, seed=seed, lr=lr,
-                             device=torch_device, warmup=model_depth(name) >= 110)
+        result = probe_model(name, probe, training_batches(), len(classes), steps=steps, seed=seed, config=config,
+                             steps_per_epoch=steps_per_epoch, device=torch_device)
         result["settings"] = settings
         write_json(path, result)
         results.append(result)
     title = (f"Gradient norms per layer: {data_text(data)}, batch {batch_size}, mean of {batches} batches, "
-             f"SGD lr {lr:g}, seed {seed}")
+             f"the paper recipe's SGD at lr {lr:g}, seed {seed}")
     record = write_experiment(exp_dir, "gradients", **common,
                               extra={"models_probed": [display_name(r["model"]) for r in results],
                                      "measured_seconds": sum(r.get("seconds", 0.0) for r in results)})

@@ -17,12 +17,17 @@ RUNTIME_KEYS = ("device", "log_every", "tensorboard", "keep_checkpoints", "check
 
 
 def display_name(model: str) -> str:
-    """``plain20`` -> ``plain-20``, ``resnet20`` -> ``ResNet-20``, ``preact_resnet20`` -> ``pre-act ResNet-20``."""
-    for prefix, shown in (("preact_resnet", "pre-act ResNet-"), ("resnet", "ResNet-"), ("plain", "plain-")):
-        rest = model[len(prefix):]
-        if model.startswith(prefix) and rest.isdigit():
-            return shown + rest
-    return model
+    """``plain20`` -> ``plain-20``, ``resnet20`` -> ``ResNet-20``, ``preact_resnet20`` -> ``pre-act ResNet-20``
+    (from the registry's family and depth); other names as they are."""
+    from resnetlab.models import model_info
+
+    try:
+        info = model_info(model)
+    except UserError:
+        return model
+    shown = {"cifar_v1": "ResNet-", "imagenet": "ResNet-", "cifar_plain": "plain-", "imagenet_plain": "plain-",
+             "cifar_v2_basic": "pre-act ResNet-"}.get(info.family)
+    return f"{shown}{info.depth}" if shown else model
 
 
 def read_experiment(exp_dir: str | Path) -> dict[str, Any]:

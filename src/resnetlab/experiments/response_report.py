@@ -12,7 +12,8 @@ from resnetlab.experiments.figures import Series, plot_layer_panels
 from resnetlab.experiments.records import data_text, display_name, setup_rows
 from resnetlab.experiments.render import publish_results
 from resnetlab.experiments.tables import Table, fixed
-from resnetlab.train.loop import Log, model_depth
+from resnetlab.models import model_info
+from resnetlab.train.loop import Log
 
 SUMMARY_COLUMNS = ["run", "model", "label", "layers", "mean_std", "median_std", "max_std", "mean_channel_std"]
 
@@ -44,12 +45,13 @@ def verdict_lines(table: Table) -> list[str]:
         first.setdefault(row["model"], row)
     lines = []
     for model, row in first.items():
-        twin = first.get(model.replace("resnet", "plain", 1)) if model.startswith("resnet") else None
+        info = model_info(model)
+        twin = first.get(info.twin) if info.residual and info.twin else None
         if twin is not None:
             holds = float(row["mean_std"]) < float(twin["mean_std"])
             lines.append(f"{row['label']} responses smaller than {twin['label']}'s (mean std over layers): "
                          f"{'yes' if holds else 'no'}, {row['mean_std']} vs {twin['mean_std']}")
-    resnets = sorted((m for m in first if m.startswith("resnet") and m[6:].isdigit()), key=model_depth)
+    resnets = sorted((m for m in first if model_info(m).family == "cifar_v1"), key=lambda m: model_info(m).depth)
     if len(resnets) > 1:
         deep, shallow = first[resnets[-1]], first[resnets[0]]
         holds = float(deep["mean_std"]) < float(shallow["mean_std"])
@@ -61,7 +63,7 @@ def verdict_lines(table: Table) -> list[str]:
 def write_response_report(exp_dir: Path, results: list[dict[str, Any]], record: dict[str, Any],
                           log: Log) -> dict[str, Any]:
     per_layer = Table(["run", "model", "layer_index", "layer", "std", "channel_std", "rank_by_std"])
-    depths = sorted({model_depth(r["model"]) for r in results})
+    depths = sorted({model_info(r["model"]).depth for r in results})
     in_order, by_size = [], []
     for result, label in zip(results, labels(results)):
         stds = [layer["std"] for layer in result["layers"]]
@@ -70,8 +72,8 @@ def write_response_report(exp_dir: Path, results: list[dict[str, Any]], record: 
             per_layer.add(run=result["run"], model=result["model"], layer_index=layer["layer_index"],
                           layer=layer["layer"], std=fixed(layer["std"], 5), channel_std=fixed(layer["channel_std"], 5),
                           rank_by_std=ranks[index])
-        style = {"colour": depths.index(model_depth(result["model"])),
-                     "linestyle": "--" if result["model"].startswith("plain") else "-"}
+        info = model_info(result["model"])
+        style = {"colour": depths.index(info.depth), "linestyle": "-" if info.residual else "--"}
         in_order.append(Series(label, x=list(range(1, len(stds) + 1)), y=stds, **style))
         by_size.append(Series(label, x=list(range(1, len(stds) + 1)), y=sorted(stds, reverse=True), **style))
     per_layer.write_csv(exp_dir / "responses.csv")

@@ -151,17 +151,22 @@ class PreActBasicBlock(nn.Module):
 
 
 class PreActBottleneck(nn.Module):
-    """Pre-activation bottleneck (IM section 4, ResNet-164/1001): BN-ReLU-1x1, BN-ReLU-3x3, BN-ReLU-1x1, add."""
+    """Pre-activation bottleneck (IM section 4, ResNet-164/1001): BN-ReLU-1x1, BN-ReLU-3x3, BN-ReLU-1x1, add.
+
+    A down-sampling unit strides its first 1x1 convolution, as the authors' code does (``resnet-pre-act.lua``,
+    KaimingHe/resnet-1k-layers); ``stride_in_1x1=False`` moves the stride to the 3x3 instead."""
 
     expansion = 4
 
-    def __init__(self, in_channels: int, planes: int, stride: int = 1, shortcut: str = "B") -> None:
+    def __init__(self, in_channels: int, planes: int, stride: int = 1, shortcut: str = "B",
+                 stride_in_1x1: bool = True) -> None:
         super().__init__()
         out_channels = planes * self.expansion
+        stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
         self.bn1 = nn.BatchNorm2d(in_channels)
-        self.conv1 = conv1x1(in_channels, planes)
+        self.conv1 = conv1x1(in_channels, planes, stride_1x1)
         self.bn2 = nn.BatchNorm2d(planes)
-        self.conv2 = conv3x3(planes, planes, stride)
+        self.conv2 = conv3x3(planes, planes, stride_3x3)
         self.bn3 = nn.BatchNorm2d(planes)
         self.conv3 = conv1x1(planes, out_channels)
         self.relu = nn.ReLU(inplace=False)

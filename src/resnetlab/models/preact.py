@@ -4,6 +4,12 @@ Bottleneck nets have depth 9n+2 (ResNet-164: n=18, ResNet-1001: n=111) with stag
 64/256 (bottleneck planes / output channels, IM section 4); the basic-block variant (ResNet-110 pre-act,
 IM Table 2) has depth 6n+2 and widths 16/32/64. Every block is BN-ReLU-conv; a final BN-ReLU precedes pooling
 because the last addition is not followed by an activation.
+
+The bottleneck nets follow the authors' released code, ``resnet-pre-act.lua`` in KaimingHe/resnet-1k-layers
+(commit fde7ee9, 2016): a down-sampling unit strides its first 1x1 convolution (``stride_in_1x1=False`` puts the
+stride on the 3x3 instead), every convolution starts from normal(0, sqrt(2 / (k*k*out_channels))) (``ConvInit``:
+He initialisation, fan-out), BN from weight 1 and bias 0 (``BNInit``), and the linear layer keeps Torch's default
+weights, uniform(+-1/sqrt(in_features)) (PyTorch's default is the same), with its bias zeroed.
 """
 
 from __future__ import annotations
@@ -24,10 +30,11 @@ class PreActResNet(PooledClassifier, GradCheckpointingMixin, nn.Module):
     final BN-ReLU are what pre-activation changes (IM Figure 4e)."""
 
     def __init__(self, block: PreActBlock, blocks_per_stage: int, *, num_classes: int = 10,
-                 shortcut: str = "B", in_channels: int = 3) -> None:
+                 shortcut: str = "B", in_channels: int = 3, stride_in_1x1: bool = True) -> None:
         super().__init__()
         self.block = block
         self.shortcut_option = shortcut
+        self.stride_in_1x1 = stride_in_1x1
         self.inplanes = 16
         self.conv1 = nn.Conv2d(in_channels, self.inplanes, kernel_size=3, padding=1, bias=False)
         self.layer1 = self._make_layer(16, blocks_per_stage, 1)
@@ -39,9 +46,12 @@ class PreActResNet(PooledClassifier, GradCheckpointingMixin, nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(self.num_features, num_classes)
         init_weights(self)
+        nn.init.zeros_(self.fc.bias)
 
     def _make_layer(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
-        stage, self.inplanes = make_stage(self.block, self.inplanes, planes, blocks, stride, self.shortcut_option)
+        extra = {"stride_in_1x1": self.stride_in_1x1} if self.block is PreActBottleneck else {}
+        stage, self.inplanes = make_stage(self.block, self.inplanes, planes, blocks, stride, self.shortcut_option,
+                                          **extra)
         return stage
 
     def stages(self) -> list[nn.Sequential]:
@@ -54,10 +64,11 @@ class PreActResNet(PooledClassifier, GradCheckpointingMixin, nn.Module):
         return self.relu(self.bn(x))
 
 
-def preact_bottleneck_resnet(depth: int, *, num_classes: int = 10, shortcut: str = "B") -> PreActResNet:
-    """ResNet v2 with bottleneck blocks, depth 9n+2 (ResNet-164, ResNet-1001 of IM Table 3)."""
+def preact_bottleneck_resnet(depth: int, *, num_classes: int = 10, shortcut: str = "B",
+                             stride_in_1x1: bool = True) -> PreActResNet:
+    """ResNet v2 with bottleneck blocks, depth 9n+2 (ResNet-164, ResNet-1001 of IM Table 3), as resnet-pre-act.lua."""
     n = cifar_depth_to_blocks(depth, 3, "pre-activation bottleneck ResNet")
-    return PreActResNet(PreActBottleneck, n, num_classes=num_classes, shortcut=shortcut)
+    return PreActResNet(PreActBottleneck, n, num_classes=num_classes, shortcut=shortcut, stride_in_1x1=stride_in_1x1)
 
 
 def preact_basic_resnet(depth: int, *, num_classes: int = 10, shortcut: str = "B") -> PreActResNet:

@@ -138,8 +138,13 @@ def cifar_resnet(depth: int, *, num_classes: int = 10, shortcut: str = "A", resi
                  zero_init_residual: bool = False) -> ResNet:
     """CIFAR ResNet v1 of DRL section 4.2: 6n+2 layers, 16/32/64 filters, option A by default."""
     n = cifar_depth_to_blocks(depth, 2, "resnet" if residual else "plain")
-    return ResNet(BasicBlock, [n, n, n], (16, 32, 64), num_classes=num_classes, stem="cifar", shortcut=shortcut,
-                  residual=residual, zero_init_residual=zero_init_residual)
+    model = ResNet(BasicBlock, [n, n, n], (16, 32, 64), num_classes=num_classes, stem="cifar", shortcut=shortcut,
+                   residual=residual, zero_init_residual=zero_init_residual)
+    # The DRL authors released no CIFAR code; the CIFAR code they point to (fb.resnet.torch, and their own
+    # resnet-pre-act.lua built on it) keeps Torch's default linear weights, uniform(+-1/sqrt(in)), the same as
+    # PyTorch's, and zeroes the bias. The ImageNet nets keep torchvision's initialisation.
+    nn.init.zeros_(model.fc.bias)
+    return model
 
 
 IMAGENET_LAYOUTS: dict[int, tuple[Block, list[int]]] = {

@@ -79,13 +79,25 @@ def summarize(model: nn.Module, input_shape: tuple[int, ...] = (3, 32, 32), name
     return summary
 
 
-def format_summary(summary: ModelSummary) -> str:
-    """The summary as a fixed-width table with totals below, like Keras prints it."""
+def display_shape(shape: list[int], channels_last: bool) -> str:
+    """``(None, 16, 32, 32)`` as PyTorch orders a batch, or ``(None, 32, 32, 16)`` as Keras prints it."""
+    dims = list(shape[1:])
+    if channels_last and len(dims) == 3:
+        dims = [*dims[1:], dims[0]]
+    return "(" + ", ".join(["None", *map(str, dims)]) + ")"
+
+
+def format_summary(summary: ModelSummary, channels_last: bool = False) -> str:
+    """The summary as a fixed-width table with totals below, like Keras prints it; ``channels_last`` orders the
+    shapes (batch, height, width, channels) as Keras' ``model.summary()`` does."""
     header = f"{'Layer (type)':<44} {'Output shape':<22} {'Param #':>10}"
     rule = "=" * len(header)
-    lines = [f'Model: "{summary.model}"  input {"x".join(map(str, summary.input_shape))}', rule, header, rule]
+    order = "(batch, height, width, channels), as Keras prints them" if channels_last else \
+        "(batch, channels, height, width), PyTorch's order; --channels-last for Keras' order"
+    lines = [f'Model: "{summary.model}"  input {"x".join(map(str, summary.input_shape))}  shapes: {order}', rule,
+             header, rule]
     for row in summary.layers:
-        shape = "(" + ", ".join(["None", *map(str, row.output_shape[1:])]) + ")"
+        shape = display_shape(row.output_shape, channels_last)
         lines.append(f"{row.name + ' (' + row.kind + ')':<44} {shape:<22} {row.params:>10,}")
     lines += [
         rule,

@@ -7,6 +7,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import torch
+
+from resnetlab.errors import UserError
 from resnetlab.models import model_info
 
 if TYPE_CHECKING:
@@ -25,13 +28,14 @@ def small_image_warning(model: str, image_size: int) -> str | None:
     """A warning (not a refusal) for an ImageNet-stem net on small images, naming the nets made for them."""
     try:
         family = model_info(model).family
-    except Exception:  # an unknown name is refused elsewhere, with its own message
+    except UserError:  # an unknown name is refused elsewhere, with its own message
         return None
     if family not in ("imagenet", "imagenet_plain") or image_size >= SMALL_FOR_IMAGENET_STEM:
         return None
+    side = max(1, -(-image_size // 32))  # the stem and max-pool divide by 4, the stages by 8 more
     suggestion = f"{model}_cifar" if family == "imagenet" and model in ("resnet18", "resnet34") else "resnet18_cifar"
     return (f"warning: {model} has the ImageNet stem (7x7 stride-2 conv + max-pool), made for 224x224 images; "
-            f"on {image_size}x{image_size} images its last stage sees 1x1 feature maps. For small images use "
+            f"on {image_size}x{image_size} images its last stage sees {side}x{side} feature maps. For small images use "
             f"{suggestion} (the same blocks with a CIFAR stem) or a CIFAR net of the papers (resnet20 ... "
             "resnet110, resnet164v2). Training goes on.")
 
@@ -54,8 +58,8 @@ def startup_lines(session: Session) -> list[str]:
     config, progress = session.config, session.progress
     params = sum(p.numel() for p in session.model.parameters())
     device = session.device
-    where = (f"{device} ({__import__('torch').cuda.get_device_name(device)})" if device.type == "cuda"
-             else f"cpu ({__import__('torch').get_num_threads()} threads)")
+    where = (f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda"
+             else f"cpu ({torch.get_num_threads()} threads)")
     precision = "bf16 autocast" if session.amp else "fp32"
     layout = "channels_last" if session.train_loader.channels_last else "NCHW"
     sizes = [f"{len(session.train_loader.labels):,} training"] + [
@@ -95,6 +99,8 @@ class EtaClock:
             return
         self.early_done = True
         session = self.session
+        if step >= session.total_steps:
+            return
         step_s = elapsed / (step - self.start_step)
         remaining_steps = session.total_steps - step
         images_s = session.config.batch_size / step_s

@@ -31,6 +31,9 @@ def load_data(config: TrainConfig, device: torch.device, dist: Distributed, chec
     inputs = build_inputs(config, device, dist, distributed.per_rank_batch(config.batch_size, dist),
                           config.channels_last != "off", checkpoint.state["normalizer"] if checkpoint else None,
                           report, shared)
+    if config.steps_per_epoch > len(inputs.train):
+        raise UserError(f"steps_per_epoch {config.steps_per_epoch} is more than the {len(inputs.train)} batches of "
+                        "one pass over the training split; lower it, or 0 for one pass")
     return inputs.normalizer, inputs.train, inputs.evaluation, inputs.classes
 
 

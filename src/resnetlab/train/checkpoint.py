@@ -163,10 +163,11 @@ def read_state(path: Path) -> dict[str, Any]:
 def load_checkpoint(path: str | Path, with_state: bool = True) -> Checkpoint:
     """Load a checkpoint directory or a ``model.safetensors`` file; a run directory means its best, else last."""
     path = Path(path)
-    if path.is_dir() and checkpoints_dir(path).is_dir():
+    if path.is_dir() and (checkpoints_dir(path).is_dir() or (path / "config.toml").is_file()):
         candidates = list_checkpoints(path, "best") + list_checkpoints(path, "step")
         if not candidates:
-            raise CheckpointError(f"{path}: run directory has no checkpoint yet")
+            raise CheckpointError(f"{path}: no checkpoint yet; a run writes its first at the end of its first "
+                                  "epoch (and when it is stopped with Ctrl-C)")
         path = candidates[0]
     if path.is_dir():
         weights_file, state_file = path / MODEL_FILE, path / STATE_FILE

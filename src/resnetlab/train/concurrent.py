@@ -2,11 +2,12 @@
 
 Small CIFAR nets at batch 128 leave most of a GPU idle, so the runs of a sweep take turns: the driver below calls
 the training loop's own per-step and end-of-epoch functions (``loop.train_step``, ``end_epoch``, ...) for each
-run in turn, round-robin, in the order ``loop.fit`` calls them for one run. On CUDA each run replays its own captured CUDA graph on its own stream, so the kernels of
-different runs overlap on the device while the host issues the next run's step (mechanism (a) of the issue; why
-not horizontal fusion is argued in benchmarks/README.md). What stays each run's own: its run directory, config,
-lock, history, checkpoints and resume (``loop.start_run`` as for one run), its data order and augmentation (drawn from
-its seed, epoch and batch alone) and its global RNG state, swapped in around each of its steps. What is shared: the
+run in turn, round-robin, in the order ``loop.fit`` calls them for one run. On CUDA each run replays its own
+captured CUDA graph on its own stream, so the kernels of different runs overlap on the device while the host
+issues the next run's step (mechanism (a) of the issue; why not horizontal fusion is argued in
+benchmarks/README.md). What stays each run's own: its run directory, config, lock, history, checkpoints and
+resume (``loop.start_run`` as for one run), its data order and augmentation (drawn from its seed, epoch and batch
+alone) and its global RNG state, swapped in around each of its steps. What is shared: the
 dataset, loaded once, and each split placed on the device once (``data.loader.SharedData``).
 
 Faults stay local: a run whose loss becomes non-finite stops alone, with its usual message and its last good

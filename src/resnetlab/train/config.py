@@ -68,6 +68,11 @@ class TrainConfig:
     augmentation: str = setting("crop_flip", "training augmentation (random_resized_crop: per image, streamed "
                                 "folders only; the others on the device)",
                                 choices=(*AUGMENTATIONS, *STREAM_AUGMENTATIONS))
+    rotation_range: float = setting(20.0, "keras augmentation: ImageDataGenerator's rotation_range (degrees)")
+    width_shift_range: float = setting(0.2, "keras augmentation: ImageDataGenerator's width_shift_range "
+                                       "(fraction of the width)")
+    height_shift_range: float = setting(0.2, "keras augmentation: ImageDataGenerator's height_shift_range "
+                                        "(fraction of the height)")
     data_pipeline: str = setting("auto", "memory (decoded once, held on the device) or stream (files decoded per "
                                  "batch in worker processes); auto: the rule in data/pipeline.py",
                                  choices=PIPELINES, resume="fixed")
@@ -90,6 +95,8 @@ class TrainConfig:
     label_smoothing: float = setting(0.0, "label smoothing of the cross-entropy")
     batch_size: int = setting(128, "training batch size (all processes together)", resume="fixed")
     drop_last: bool = setting(True, "drop the last partial training batch of each epoch")
+    steps_per_epoch: int = setting(0, "batches per epoch, the first ones of each epoch's shuffle, as Keras' fit "
+                                   "takes steps_per_epoch (0: one pass over the training split)")
 
     epochs: int = setting(0, "train for this many epochs (replaces the recipe's length)")
     iterations: int = setting(64000, "train for this many steps (replaces the recipe's length)")
@@ -103,6 +110,8 @@ class TrainConfig:
     warmup_error: float = setting(0.8, "training error that ends the paper's warm-up")
     warmup_max_iterations: int = setting(2000, "the paper's warm-up ends after this many steps at the latest")
     warmup_min_depth: int = setting(0, "the paper's warm-up applies to models at least this deep (ResNet-110+)")
+    warmup_check_every: int = setting(50, "steps between the warm-up's checks, each on the training error of "
+                                      "those steps (a recipe value: no logging setting moves it)")
     onecycle_peak: float = setting(0.25, "fraction of training spent rising to the peak (onecycle)")
     final_lr_fraction: float = setting(0.0, "lr at the end of cosine / onecycle, relative to the peak")
     plateau_factor: float = setting(0.0, "ReduceLROnPlateau factor (0: off)")
@@ -153,6 +162,8 @@ class TrainConfig:
             (0 <= self.label_smoothing < 1, f"label smoothing must be in [0, 1), got {self.label_smoothing}"),
             (all(0 < m < 1 for m in self.milestones), "milestones are fractions of training, each in (0, 1)"),
             (self.val_split >= 0, f"val split cannot be negative, got {self.val_split}"),
+            (self.steps_per_epoch >= 0, f"steps_per_epoch cannot be negative, got {self.steps_per_epoch}"),
+            (self.warmup_check_every > 0, f"warmup_check_every must be positive, got {self.warmup_check_every}"),
             (self.select_on == "test" or self.val_split > 0 or self.plateau_factor == 0,
              "a plateau schedule needs a validation split (--val-split N) or select_on = \"test\""),
         ]
@@ -181,12 +192,18 @@ def resume_config(stored: dict[str, Any], overrides: dict[str, Any], log: Callab
         value = coerce(key, value)
         if values.get(key) == value:
             continue
-        if key in FIXED_ON_RESUME:
+        if key in FIXED_ON_RESUME and not (key == "data" and data_moved(values.get(key))):
             raise UserError(f"cannot change {key} of an existing run ({run_dir} has {values.get(key)!r}); "
                             "use another --out")
         log(f"resume: overriding {key} = {values.get(key)!r} -> {value!r}")
         values[key] = value
     return TrainConfig(**values).validate()
+
+
+def data_moved(stored: Any) -> bool:
+    """A stored data path that no longer exists: the data was moved, and a new ``data`` may point to it."""
+    return (isinstance(stored, str) and stored.strip().lower() not in ("", "cifar10", "cifar100", "synthetic")
+            and not Path(stored).expanduser().exists())
 
 
 @functools.cache

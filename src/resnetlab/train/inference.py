@@ -10,14 +10,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from resnetlab.data import DeviceLoader, ImageTransform, Normalizer, StreamLoader, load_dataset
+from resnetlab.data import DeviceLoader, ImageTransform, Normalizer, StreamLoader, load_dataset, split_validation
 from resnetlab.data.decode import decode_image
 from resnetlab.data.pipeline import stream_splits
 from resnetlab.data.stream import load_image
 from resnetlab.errors import CheckpointError, DataError
 from resnetlab.models import create_model, fold_batchnorm
 from resnetlab.models.weights import get_weights, parse_weights_name
-from resnetlab.train.checkpoint import load_checkpoint
+from resnetlab.train.checkpoint import STATE_FILE, load_checkpoint, read_state
 from resnetlab.train.evaluate import Evaluation, evaluate
 from resnetlab.train.precision import autocast_context
 
@@ -72,23 +72,54 @@ def load_trained(path: str | Path, device: torch.device | str = "cpu", fold_bn: 
 
 
 def evaluate_checkpoint(trained: TrainedModel, data: str | None, split: str = "test",
-                        device: torch.device | str = "cpu", batch_size: int = 500, amp: bool = False) -> Evaluation:
-    """Accuracy, loss and confusion matrix of ``split`` ("test" or "train") of a dataset; ``amp``: bf16 autocast
-    (``precision.choose_precision`` decides it)."""
-    if trained.streamed:  # the run's evaluation transform: resize + centre crop, decoded per batch
+                        device: torch.device | str = "cpu", batch_size: int = 500, amp: bool = False,
+                        val_split: int = 0, seed: int = 0, flip: bool = False) -> Evaluation:
+    """Accuracy, loss and confusion matrix of ``split`` ("test", "train" or "val") of a dataset; ``amp``: bf16
+    autocast (``precision.choose_precision`` decides it). "val" is the run's held-out part of the training set:
+    ``val_split`` images chosen with ``seed``, as training chose them; "train" is the rest. A streamed run is
+    evaluated with its evaluation transform (resize + centre crop), decoded per batch."""
+    if trained.streamed:
+        if split == "val":
+            raise DataError("a streamed run has no validation split here: evaluate --split test or train")
         splits = stream_splits(data, trained.image_size, "none")
         classes = splits.classes
         loader: DeviceLoader | StreamLoader = StreamLoader(
             splits.test if split == "test" else splits.train, min(batch_size, STREAM_EVAL_BATCH), device=device,
             normalizer=trained.normalizer, shuffle=False, drop_last=False, channels_last=True)
     else:
-        dataset = load_dataset(data, image_size=trained.image_size)
+        dataset = split_validation(load_dataset(data, image_size=trained.image_size), val_split, seed=seed)
         classes = dataset.classes
-        loader = DeviceLoader(dataset.test if split == "test" else dataset.train, batch_size, device=device,
-                              normalizer=trained.normalizer, shuffle=False, drop_last=False, channels_last=True)
+        arrays = {"test": dataset.test, "train": dataset.train, "val": dataset.val}[split]
+        if arrays is None:
+            raise DataError("this run has no validation split (val_split = 0): evaluate --split test or train")
+        loader = DeviceLoader(arrays, batch_size, device=device, normalizer=trained.normalizer, shuffle=False,
+                              drop_last=False, channels_last=True)
     if classes != trained.classes:
-        raise DataError(f"the data's classes {classes[:5]}... differ from the checkpoint's {trained.classes[:5]}...")
-    return evaluate(trained.model, loader.epoch(0), len(trained.classes), torch.device(device), amp)
+        raise DataError(class_mismatch(classes, trained.classes))
+    return evaluate(trained.model, loader.epoch(0), len(trained.classes), torch.device(device), amp, flip=flip)
+
+
+def run_config(source: Path) -> dict[str, Any]:
+    """The training config stored beside a checkpoint's weights (in its training state)."""
+    folder = source if source.is_dir() else source.parent
+    if not (folder / STATE_FILE).is_file():
+        raise CheckpointError(f"{source}: no training state beside the weights, so the run's validation split is "
+                              "unknown; give the run directory or a checkpoint directory")
+    return dict(read_state(folder / STATE_FILE).get("config", {}))
+
+
+def class_mismatch(data_classes: list[str], model_classes: list[str]) -> str:
+    """What differs between the data's classes and the checkpoint's, in full (or counted, when many)."""
+    def names(items: list[str]) -> str:
+        return ", ".join(items) if len(items) <= 12 else f"{', '.join(items[:12])} and {len(items) - 12} more"
+
+    only_data = [c for c in data_classes if c not in model_classes]
+    only_model = [c for c in model_classes if c not in data_classes]
+    if not only_data and not only_model:
+        return (f"the data has the checkpoint's {len(model_classes)} classes in another order (data: "
+                f"{names(data_classes)}; checkpoint: {names(model_classes)})")
+    return (f"the data's {len(data_classes)} classes differ from the checkpoint's {len(model_classes)}: only in the "
+            f"data: {names(only_data) or '-'}; only in the checkpoint: {names(only_model) or '-'}")
 
 
 @torch.no_grad()

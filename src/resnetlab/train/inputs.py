@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from resnetlab.data import DeviceLoader, Normalizer, fit_normalizer, load_dataset, split_validation
+from resnetlab.data import DeviceLoader, KerasAugment, Normalizer, fit_normalizer, load_dataset, split_validation
 from resnetlab.data.decode import default_workers
 from resnetlab.data.loader import SharedData
 from resnetlab.data.sources import DATA_ENV
@@ -50,6 +50,13 @@ def stream_workers(requested: int, dist: Distributed) -> int:
     return max(1, default_workers() // max(1, local_processes))
 
 
+def augmentation(config: TrainConfig) -> str | KerasAugment:
+    """The device augmentation: "keras" carries the recipe's ImageDataGenerator ranges."""
+    if config.augmentation != "keras":
+        return config.augmentation
+    return KerasAugment(config.rotation_range, config.width_shift_range, config.height_shift_range)
+
+
 def build_inputs(config: TrainConfig, device: torch.device, dist: Distributed, batch_per_process: int,
                  channels_last: bool, normalizer_state: dict | None, log: Callable[[str], None] | None,
                  shared: SharedData | None = None) -> Inputs:
@@ -68,7 +75,7 @@ def build_inputs(config: TrainConfig, device: torch.device, dist: Distributed, b
         normalizer = (Normalizer.from_state_dict(normalizer_state) if normalizer_state
                       else fit_normalizer(config.normalization, dataset.train.images))
         cache = dict(device_cache=shared.tensors if shared else None)
-        train = DeviceLoader(dataset.train, batch_per_process, augmentation=config.augmentation,
+        train = DeviceLoader(dataset.train, batch_per_process, augmentation=augmentation(config),
                              normalizer=normalizer, **shard, **common, **cache)
         evaluation = {split: DeviceLoader(arrays, EVAL_BATCH_SIZE, shuffle=False, drop_last=False,
                                           normalizer=normalizer, **common, **cache)
@@ -88,7 +95,7 @@ def build_inputs(config: TrainConfig, device: torch.device, dist: Distributed, b
         sample = ImageFiles(splits.train.root, splits.train.paths, splits.train.labels, splits.test.transform)
         normalizer = fit_normalizer(config.normalization, decode_sample(sample, NORMALIZER_SAMPLE, config.seed))
     workers = stream_workers(config.data_workers, dist)
-    device_augmentation = "none" if config.augmentation in STREAM_AUGMENTATIONS else config.augmentation
+    device_augmentation = "none" if config.augmentation in STREAM_AUGMENTATIONS else augmentation(config)
     train = StreamLoader(splits.train, batch_per_process, augmentation=device_augmentation, normalizer=normalizer,
                          num_workers=workers, **shard, **common)
     # evaluation batches of the training size: a streamed model is large (ImageNet ResNets) and so are its images

@@ -50,14 +50,14 @@ from resnetlab.train.history import write_history
 from resnetlab.train.lock import run_lock
 from resnetlab.train.optim import build_optimizer, current_lr, set_lr
 from resnetlab.train.precision import choose_precision
-from resnetlab.train.run import EpochState, Run, model_depth, save, summarize_run
+from resnetlab.train.run import EpochState, Run, save, summarize_run
 from resnetlab.train.runlog import Log, RunLog
-from resnetlab.train.schedule import WarmupState, effective_lr
+from resnetlab.train.schedule import WarmupState, effective_lr, monitored_value, warmup_applies
 from resnetlab.train.step import LossWindow, NonFiniteLoss, StepFn, TrainingStopped, build_train_step, stop_requests
 
 __all__ = ["Log", "NonFiniteLoss", "Run", "TrainingStopped", "begin_epoch", "build_model", "build_optimizer",
            "build_train_step", "close_run", "end_epoch", "end_epoch_steps", "evaluate", "finish", "fit",
-           "load_data", "model_depth", "restore", "start_run", "stop_run", "train_one_epoch", "train_step"]
+           "load_data", "restore", "start_run", "stop_run", "train_one_epoch", "train_step"]
 
 
 def fit(config: TrainConfig, run_dir: str | Path, *, resume: bool = True, overrides: dict[str, Any] | None = None,
@@ -123,7 +123,7 @@ def start_run(config: TrainConfig, run_dir: str | Path, *, resume: bool = True,
                   runlog.line if dist.is_main else lambda _: None)
     run = Run(config, run_dir, device, precision, model, model, build_optimizer(model, config, device), normalizer,
               classes, train_loader, eval_loaders, runlog, dist=dist,
-              warmup=WarmupState(active=config.warmup_lr > 0 and model_depth(config.model) >= config.warmup_min_depth))
+              warmup=WarmupState(active=warmup_applies(config, model_info(config.model).depth)))
     if checkpoint is not None:
         restore(run, checkpoint)
     elif dist.is_main:
@@ -173,13 +173,16 @@ def begin_epoch(run: Run) -> None:
 
 def train_step(run: Run, images: torch.Tensor, labels: torch.Tensor, stop: threading.Event | None = None) -> bool:
     """One optimizer step at the scheduled learning rate, then its bookkeeping: every ``log_every`` steps (and at
-    the epoch's end, a stop request or a history point) the losses are read back, summed over processes, fed to
-    the paper's warm-up and shown. Returns True when the epoch's loop should end (done, or a stop agreed on)."""
+    the epoch's end, a stop request or a history point) the losses are read back, summed over processes and shown.
+    The paper's warm-up counts every step and checks at its own cadence (``WarmupState``), not at these.
+    Returns True when the epoch's loop should end (done, or a stop agreed on)."""
     config, progress, epoch = run.config, run.progress, run.epoch
     lr = effective_lr(config, progress.step, run.steps_per_epoch, run.warmup, run.plateau)
     set_lr(run.optimizer, lr)
     loss, correct = run.step_fn(images, labels)
     epoch.window.add(loss, correct, labels.shape[0])
+    run.warmup.after_step(progress.step + 1, correct, labels.shape[0], config,
+                          reduce=lambda values: distributed.sum_across(values, run.dist, run.device))
     progress.step += 1
     progress.batch += 1
     done = run.epoch_done
@@ -200,7 +203,6 @@ def train_step(run: Run, images: torch.Tensor, labels: torch.Tensor, stop: threa
         progress.epoch_loss_sum += loss_sum
         progress.epoch_correct += n_correct
         progress.epoch_count += n_images
-        run.warmup.update(progress.step, 1 - n_correct / max(1, n_images), config)
         run.log.window(progress.step, progress.step - epoch.window_step, loss_sum, n_correct, n_images, lr,
                        time.perf_counter() - epoch.window_start)
         epoch.window_start, epoch.window_step = time.perf_counter(), progress.step
@@ -246,7 +248,7 @@ def end_epoch(run: Run) -> None:
     row["wall_seconds"] = progress.wall_seconds
     monitor_split = "val" if "val" in run.eval_loaders else ("test" if config.select_on == "test" else "")
     if config.plateau_factor and monitor_split:
-        metric = row[f"{monitor_split}_{config.plateau_monitor.split('_')[1]}"]
+        metric = monitored_value(row, monitor_split, config, run.model)
         if run.plateau.update(metric, row["lr"], config):
             run.log.line(f"ReduceLROnPlateau: {config.plateau_monitor} has not improved for "
                          f"{config.plateau_patience} epochs; lr x{config.plateau_factor:.4g}"

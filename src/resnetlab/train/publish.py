@@ -20,7 +20,8 @@ from safetensors.torch import save_file
 import resnetlab
 from resnetlab.errors import UserError
 from resnetlab.files import atomic_path, atomic_write_text
-from resnetlab.models.weights import INDEX_FILE, INDEX_FORMAT, PACKAGE_WEIGHTS, PublishedWeights, file_sha256, read_index
+from resnetlab.models.weights import (INDEX_FILE, INDEX_FORMAT, PACKAGE_WEIGHTS, PublishedWeights, file_sha256,
+                                      read_index)
 from resnetlab.train.checkpoint import FORMAT, list_checkpoints, load_checkpoint
 from resnetlab.train.config import recipe_names, resolve_config
 from resnetlab.train.history import read_history
@@ -92,7 +93,8 @@ def publish(source: str | Path, tag: str = "cifar10", weights_dir: str | Path | 
     result = evaluate_checkpoint(trained, data, "test", device)
     history = read_history(source) if source.is_dir() else []
     last = next((row for row in reversed(history) if not row.get("partial")), {})
-    environment = json.loads((source / "environment.json").read_text()) if (source / "environment.json").exists() else {}
+    environment_file = source / "environment.json"
+    environment = json.loads(environment_file.read_text()) if environment_file.exists() else {}
     record = {
         "model": metadata["model"], "tag": tag, "model_kwargs": metadata.get("model_kwargs", {}),
         "params": sum(t.numel() for k, t in checkpoint.model_state.items() if not k.endswith("num_batches_tracked")),

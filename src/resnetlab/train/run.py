@@ -88,7 +88,9 @@ class Run:
 
     @property
     def steps_per_epoch(self) -> int:
-        return len(self.train_loader)
+        """``config.steps_per_epoch`` (Keras' fit argument: the first batches of each epoch's shuffle), else one
+        pass over the training split."""
+        return self.config.steps_per_epoch or len(self.train_loader)
 
     @property
     def total_steps(self) -> int:
@@ -116,11 +118,6 @@ def model_kwargs(config: TrainConfig, num_classes: int) -> dict[str, Any]:
     if config.zero_init_residual:
         kwargs["zero_init_residual"] = True
     return kwargs
-
-
-def model_depth(name: str) -> int:
-    digits = "".join(ch if ch.isdigit() else " " for ch in name).split()
-    return int(digits[0]) if digits else 0
 
 
 def checkpoint_payload(run: Run) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -163,7 +160,14 @@ def summarize_run(run: Run) -> dict[str, Any]:
         "selected_on": config.select_on if selected else None,
         "selected_epoch": progress.best_epoch if selected else None,
         "selected_test_acc": selected.get("test_acc") if selected else None,
-        "selection_note": ("model selected on the TEST set, as the Keras tutorial does: its test accuracy is "
-                           "optimistic" if config.select_on == "test" else "model selected on the validation split"),
+        "selection_note": selection_note(config, has_val="val" in run.eval_loaders),
         "wall_seconds": progress.wall_seconds, "run_dir": str(run.run_dir),
     }
+
+
+def selection_note(config: TrainConfig, has_val: bool) -> str:
+    if config.select_on == "test":
+        return "model selected on the TEST set, as the Keras tutorial does: its test accuracy is optimistic"
+    if has_val:
+        return "model selected on the validation split"
+    return "no validation split: the final model is the result, nothing selected (as DRL section 4.2 reports)"

@@ -5,8 +5,9 @@ Python (as torchvision's RandomCrop(32, padding=4) + RandomHorizontalFlip + Norm
 eager mode, ``torch.optim.SGD`` with its defaults, batch 128, two loader workers (the PyTorch CIFAR-10
 tutorial's setting). The network is the same resnetlab model, so only the pipeline differs.
 
-Run alone: ``python benchmarks/typical_pipeline.py --model resnet20 --device cpu``; ``resnetlab bench`` runs it
-in the same process as resnetlab's own numbers and prints the ratio.
+Run alone: ``python -m resnetlab.typical_pipeline --model resnet20 --device cpu``; ``resnetlab bench`` runs it
+in the same process as resnetlab's own numbers and prints the ratio. It is part of the package (not of the
+benchmarks folder) so that ``resnetlab bench`` works from an installed wheel.
 """
 
 from __future__ import annotations
