@@ -13,7 +13,7 @@ from resnetlab.errors import UserError
 from resnetlab.models import model_info
 
 if TYPE_CHECKING:
-    from resnetlab.train.run import Run as Session
+    from resnetlab.train.run import Run
 
 # A 7x7 stride-2 stem and a max-pool divide the side by 4 before the first stage, and the stages by 8 more:
 # below 64 px the last stage sees 1x1 maps (DRL Table 1 is designed for 224x224).
@@ -53,19 +53,19 @@ def plural(count: int, word: str) -> str:
     return f"{count} {word}" + ("" if count == 1 else "s")
 
 
-def startup_lines(session: Session) -> list[str]:
+def startup_lines(run: Run) -> list[str]:
     """Model and parameter count, device and precision, data split sizes, steps and epochs."""
-    config, progress = session.config, session.progress
-    params = sum(p.numel() for p in session.model.parameters())
-    device = session.device
+    config, progress = run.config, run.progress
+    params = sum(p.numel() for p in run.model.parameters())
+    device = run.device
     where = (f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda"
              else f"cpu ({torch.get_num_threads()} threads)")
-    precision = "bf16 autocast" if session.amp else "fp32"
-    layout = "channels_last" if session.train_loader.channels_last else "NCHW"
-    sizes = [f"{len(session.train_loader.labels):,} training"] + [
-        f"{len(loader.labels):,} {split}" for split, loader in session.eval_loaders.items()]
-    total, per_epoch = session.total_steps, session.steps_per_epoch
-    lines = [f"model: {config.model}, {params:,} parameters, {len(session.classes)} classes",
+    precision = "bf16 autocast" if run.amp else "fp32"
+    layout = "channels_last" if run.train_loader.channels_last else "NCHW"
+    sizes = [f"{len(run.train_loader.labels):,} training"] + [
+        f"{len(loader.labels):,} {split}" for split, loader in run.eval_loaders.items()]
+    total, per_epoch = run.total_steps, run.steps_per_epoch
+    lines = [f"model: {config.model}, {params:,} parameters, {len(run.classes)} classes",
              f"device: {where}, {precision}, {layout}",
              f"data: {', '.join(sizes)} images of {config.image_size}x{config.image_size}",
              f"length: {total:,} steps of batch {config.batch_size} = {plural(config.num_epochs(per_epoch), 'epoch')} "
@@ -82,15 +82,15 @@ class EtaClock:
     """Prints when the run should end: once after its first seconds of steps, and again after its first
     epoch (then with the measured evaluation time)."""
 
-    def __init__(self, session: Session, log: Callable[[str], None]) -> None:
-        self.session, self.log = session, log
-        self.start_step = session.progress.step
+    def __init__(self, run: Run, log: Callable[[str], None]) -> None:
+        self.run, self.log = run, log
+        self.start_step = run.progress.step
         self.started = time.perf_counter()
         self.early_done = self.epoch_done = False
 
     def _eval_images(self) -> int:
-        flips = 2 if self.session.config.eval_flip else 1
-        return flips * sum(len(loader.labels) for loader in self.session.eval_loaders.values())
+        flips = 2 if self.run.config.eval_flip else 1
+        return flips * sum(len(loader.labels) for loader in self.run.eval_loaders.values())
 
     def tick(self, step: int) -> None:
         """After a progress update: the first estimate, from the steps so far."""
@@ -98,13 +98,13 @@ class EtaClock:
         if self.early_done or elapsed < FIRST_ESTIMATE_AFTER_S or step <= self.start_step:
             return
         self.early_done = True
-        session = self.session
-        if step >= session.total_steps:
+        run = self.run
+        if step >= run.total_steps:
             return
         step_s = elapsed / (step - self.start_step)
-        remaining_steps = session.total_steps - step
-        images_s = session.config.batch_size / step_s
-        epochs_left = session.config.num_epochs(session.steps_per_epoch) - session.progress.epoch
+        remaining_steps = run.total_steps - step
+        images_s = run.config.batch_size / step_s
+        epochs_left = run.config.num_epochs(run.steps_per_epoch) - run.progress.epoch
         eval_s = epochs_left * self._eval_images() / (EVAL_SPEEDUP * images_s)
         self.log(f"speed: {images_s:,.0f} img/s after {elapsed:.0f} s; the rest of the run "
                  f"({remaining_steps:,} steps, {plural(epochs_left, 'evaluation')}) should take about "
@@ -115,8 +115,8 @@ class EtaClock:
         if self.epoch_done:
             return
         self.epoch_done = True
-        session = self.session
-        epochs_left = session.config.num_epochs(session.steps_per_epoch) - session.progress.epoch
+        run = self.run
+        epochs_left = run.config.num_epochs(run.steps_per_epoch) - run.progress.epoch
         if epochs_left > 0:
             left = epochs_left * epoch_wall_s
             self.log(f"eta: {epochs_left} more epoch{'' if epochs_left == 1 else 's'} of about {duration(epoch_wall_s)} each (evaluation "
