@@ -40,6 +40,22 @@ def rank_indices(n: int, epoch: int, *, seed: int, shuffle: bool, per_rank: int,
     return order[:total][rank::world_size][:count]
 
 
+
+def batch_layout(n: int, batch_size: int, rank: int, world_size: int, drop_last: bool) -> tuple[int, int]:
+    """(images per rank, batches per epoch on a rank) of a split of ``n`` images; bad sizes and ranks refused."""
+    if batch_size < 1:
+        raise UserError(f"batch size must be positive, got {batch_size}")
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise UserError(f"rank {rank} is not in 0..{world_size - 1} (world size {world_size})")
+    if n == 0:
+        raise DataError("cannot serve batches from an empty split")
+    per_rank = n // world_size if drop_last else math.ceil(n / world_size)
+    num_batches = per_rank // batch_size if drop_last else math.ceil(per_rank / batch_size)
+    if num_batches == 0:
+        raise DataError(f"batch size {batch_size} is larger than the {per_rank} images per rank "
+                        f"({n} images, world size {world_size}) and drop_last is set: no batch would be left")
+    return per_rank, num_batches
+
 class DeviceLoader:
     """The whole split lives on the device as uint8 NCHW; each batch is gathered, normalized and augmented there.
 
@@ -67,20 +83,7 @@ class DeviceLoader:
         """``device_cache``: split arrays already placed on the device, by the identity of ``arrays``
         (``SharedData.tensors``): runs trained side by side then hold one copy of a split they share."""
         check_augmentation(augmentation)
-        if batch_size < 1:
-            raise UserError(f"batch size must be positive, got {batch_size}")
-        if world_size < 1 or not 0 <= rank < world_size:
-            raise UserError(f"rank {rank} is not in 0..{world_size - 1} (world size {world_size})")
-        n = len(arrays)
-        self.per_rank = n // world_size if drop_last else math.ceil(n / world_size)
-        self.num_batches = self.per_rank // batch_size if drop_last else math.ceil(self.per_rank / batch_size)
-        if n == 0:
-            raise DataError("cannot serve batches from an empty split")
-        if self.num_batches == 0:
-            raise DataError(
-                f"batch size {batch_size} is larger than the {self.per_rank} images per rank "
-                f"({n} images, world size {world_size}) and drop_last is set: no batch would be left"
-            )
+        self.per_rank, self.num_batches = batch_layout(len(arrays), batch_size, rank, world_size, drop_last)
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.normalizer = normalizer

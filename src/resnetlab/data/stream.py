@@ -14,7 +14,6 @@ ranks or the batch size, and a resumed run sees the batches an uninterrupted one
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,7 +25,7 @@ from PIL import Image
 from resnetlab.data.augment import KerasAugment, augment, check_augmentation
 from resnetlab.data.decode import _DECODE_ERRORS, default_workers
 from resnetlab.data.listing import FolderListing
-from resnetlab.data.loader import mix_seed, rank_indices
+from resnetlab.data.loader import batch_layout, mix_seed, rank_indices
 from resnetlab.data.messages import one_line
 from resnetlab.data.normalize import Normalizer
 from resnetlab.data.transforms import ImageTransform
@@ -126,18 +125,7 @@ class StreamLoader:
                  drop_last: bool = True, seed: int = 0, channels_last: bool = False, rank: int = 0,
                  world_size: int = 1, num_workers: int | None = None, prefetch: int = 2) -> None:
         check_augmentation(augmentation)
-        if batch_size < 1:
-            raise UserError(f"batch size must be positive, got {batch_size}")
-        if world_size < 1 or not 0 <= rank < world_size:
-            raise UserError(f"rank {rank} is not in 0..{world_size - 1} (world size {world_size})")
-        n = len(files)
-        if n == 0:
-            raise DataError("cannot serve batches from an empty split")
-        self.per_rank = n // world_size if drop_last else math.ceil(n / world_size)
-        self.num_batches = self.per_rank // batch_size if drop_last else math.ceil(self.per_rank / batch_size)
-        if self.num_batches == 0:
-            raise DataError(f"batch size {batch_size} is larger than the {self.per_rank} images per rank "
-                            f"({n} images, world size {world_size}) and drop_last is set: no batch would be left")
+        self.per_rank, self.num_batches = batch_layout(len(files), batch_size, rank, world_size, drop_last)
         self.files = files
         self.batch_size = batch_size
         self.device = torch.device(device)
