@@ -42,5 +42,7 @@ def faults_per_step(mode: str) -> float:
 @glibc
 def test_training_steps_stop_faulting_in_fresh_pages():
     default, kept = faults_per_step("default"), faults_per_step("keep")
-    assert default > 1000  # glibc's defaults: ~9,000 fresh pages per step of ResNet-8 at batch 64 here
+    # glibc's defaults fault in fresh pages every step: 400 to 9,800 per step of ResNet-8 at batch 64 here (its
+    # mmap threshold adapts to what was freed before, so the count varies from process to process)
+    assert default > 100
     assert kept < default / 20
