@@ -12,10 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
 from PIL import Image
 
+from resnetlab.cli import main
 from resnetlab.errors import CheckpointError, UserError
 from resnetlab.models import create_model
+from resnetlab.train.checkpoint import save_checkpoint
 from resnetlab.train.finetune import freeze, load_initial_weights, read_state_dict
 
 CLASSES = ("apple", "pear", "plum")
@@ -51,6 +54,37 @@ def test_same_class_count_keeps_the_classifier(tmp_path):
     load_initial_weights(model, path, messages.append)
     assert torch.equal(model.fc.weight, torch.load(path, weights_only=True)["fc.weight"])
     assert not any("replaced" in m for m in messages)
+
+
+def resnetlab_checkpoint(run_dir: Path, classes: list[str]) -> nn.Module:
+    """A resnetlab checkpoint of a ResNet-18 trained (here: initialised) on ``classes``; returns that model."""
+    model = create_model("resnet18", num_classes=len(classes))
+    save_checkpoint(run_dir, "step", model.state_dict(), {"step": 1, "classes": classes, "model": "resnet18"},
+                    {"step": 1})
+    return model
+
+
+def test_a_checkpoint_of_other_classes_of_the_same_count_gets_a_new_classifier(tmp_path):
+    """Pre-trained on airplane/automobile/bird, fine-tuned on dog/frog/horse: the old rows name the wrong classes."""
+    source = resnetlab_checkpoint(tmp_path / "run", ["airplane", "automobile", "bird"])
+    model, messages = create_model("resnet18", num_classes=3), []
+    fresh_fc = model.fc.weight.detach().clone()
+    load_initial_weights(model, tmp_path / "run", messages.append, ["dog", "frog", "horse"])
+    assert torch.equal(model.fc.weight, fresh_fc) and torch.equal(model.conv1.weight, source.conv1.weight)
+    assert any("trained on airplane, automobile, bird, this data has dog, frog, horse: fc is replaced" in m
+               for m in messages)
+
+
+def test_a_checkpoint_of_the_same_classes_in_another_order_is_reordered(tmp_path):
+    source = resnetlab_checkpoint(tmp_path / "run", ["plum", "apple", "pear"])
+    model, messages = create_model("resnet18", num_classes=3), []
+    load_initial_weights(model, tmp_path / "run", messages.append, ["apple", "pear", "plum"])
+    assert torch.equal(model.fc.weight, source.fc.weight[[1, 2, 0]])
+    assert torch.equal(model.fc.bias, source.fc.bias[[1, 2, 0]])
+    assert any("reordered" in m for m in messages)
+    messages.clear()
+    load_initial_weights(model, tmp_path / "run", messages.append, ["plum", "apple", "pear"])
+    assert torch.equal(model.fc.weight, source.fc.weight) and not any("fc" in m for m in messages)
 
 
 def test_reference_checkpoints_and_ddp_prefixes_are_understood(tmp_path):
@@ -128,7 +162,7 @@ def run_cli(*args, cwd: Path) -> subprocess.CompletedProcess:
                           env=env, cwd=cwd, timeout=600)
 
 
-def test_fine_tuning_end_to_end_on_a_streamed_folder(tmp_path):
+def test_fine_tuning_end_to_end_on_a_streamed_folder(tmp_path, capsys):
     photos = write_photos(tmp_path / "my_photos")
     weights = torchvision_state_dict(tmp_path)
     run = tmp_path / "run"
@@ -143,15 +177,14 @@ def test_fine_tuning_end_to_end_on_a_streamed_folder(tmp_path):
     results = json.loads((run / "results.json").read_text())
     assert results["epochs"] == 1 and results["final_test_acc"] is not None
 
-    evaluation = run_cli("eval", run, "--json", cwd=tmp_path)
-    assert evaluation.returncode == 0, evaluation.stderr[-2000:]
-    report = json.loads(evaluation.stdout)
+    capsys.readouterr()
+    assert main(["eval", str(run), "--json"]) == 0  # in this process: the command line above was the real one
+    report = json.loads(capsys.readouterr().out)
     assert report["images"] == 9 and report["accuracy"] == pytest.approx(results["final_test_acc"])
 
     image = photos / "test" / "pear" / "0.jpg"
-    prediction = run_cli("predict", run, image, "--json", cwd=tmp_path)
-    assert prediction.returncode == 0, prediction.stderr[-2000:]
-    top = json.loads(prediction.stdout)[0]["top"]
+    assert main(["predict", str(run), str(image), "--json"]) == 0
+    top = json.loads(capsys.readouterr().out)[0]["top"]
     assert {entry["class"] for entry in top} == set(CLASSES)
 
     # a resnetlab checkpoint (here the run directory) is an --init source too; its 3 classes fit, nothing replaced

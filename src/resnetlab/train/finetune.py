@@ -5,7 +5,9 @@ training checkpoint of torchvision's reference holding it under "model", or the 
 resnetlab checkpoint (run directory, checkpoint directory or model.safetensors). The ImageNet ResNets share
 torchvision's parameter names, so its weights load as they are. When the classifier's shape differs (1000
 ImageNet classes, 10 of yours), it is replaced by a freshly initialised one and the log says so; any other
-mismatch is refused.
+mismatch is refused. A resnetlab checkpoint records its class names: when they are not this data's (five other
+classes of the same count), its classifier would map the features to the wrong names, so it is replaced too;
+the same names in another order are reordered to this data's.
 
 ``--freeze stem,layer1`` keeps those parts as they are: no gradients, no weight decay, and their BatchNorm
 layers stay in evaluation mode (running statistics used and left unchanged), as is usual when fine-tuning
@@ -34,11 +36,17 @@ Log = Callable[[str], None]
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The tensors of a torchvision-format file or a resnetlab checkpoint, never unpickling code."""
+    return read_initial_weights(path)[0]
+
+
+def read_initial_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], list[str] | None]:
+    """The tensors of ``path`` and, for a resnetlab checkpoint, the class names its classifier was trained on."""
     path = Path(path).expanduser()
     if not path.exists():
         raise UserError(f"--init {path}: no such file or directory")
     if path.is_dir() or path.name == MODEL_FILE:
-        return load_checkpoint(path, with_state=False).model_state
+        checkpoint = load_checkpoint(path, with_state=False)
+        return checkpoint.model_state, checkpoint.metadata.get("classes")
     try:
         if path.suffix == ".safetensors":
             state = load_file(path)
@@ -52,18 +60,33 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         state = state["model"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"--init {path}: not a state dict (a mapping of names to tensors)")
-    return {key.removeprefix("module."): value for key, value in state.items()}  # saved from DDP
+    return {key.removeprefix("module."): value for key, value in state.items()}, None  # saved from DDP
 
 
-def load_initial_weights(model: nn.Module, path: str | Path, log: Log) -> None:
-    """Copy the weights of `path` into `model`, replacing the classifier when its shape differs."""
-    state = read_state_dict(path)
+def names_text(names: list[str]) -> str:
+    return ", ".join(names[:5]) + (f" ... ({len(names)})" if len(names) > 5 else "")
+
+
+def load_initial_weights(model: nn.Module, path: str | Path, log: Log, classes: list[str] | None = None) -> None:
+    """Copy the weights of `path` into `model`, replacing the classifier when its shape differs or, where both
+    are known, when it was trained on other classes than ``classes`` (this data's, in label order)."""
+    state, trained_on = read_initial_weights(path)
     own = model.state_dict()
     replaced = [key for key in CLASSIFIER if key in state and key in own and state[key].shape != own[key].shape]
     if replaced:
         log(f"--init {path}: its classifier has {state['fc.weight'].shape[0]} classes, this data "
             f"{own['fc.weight'].shape[0]}: fc is replaced by a new, randomly initialised layer")
-        state = {key: value for key, value in state.items() if key not in replaced}
+    elif classes and trained_on and list(trained_on) != list(classes) and all(k in state for k in CLASSIFIER):
+        if sorted(trained_on) == sorted(classes):
+            order = torch.tensor([list(trained_on).index(name) for name in classes])
+            state = {**state, **{key: state[key][order] for key in CLASSIFIER}}
+            log(f"--init {path}: the same classes in another order; the classifier's rows are reordered to this "
+                "data's")
+        else:
+            replaced = list(CLASSIFIER)
+            log(f"--init {path}: its classifier was trained on {names_text(list(trained_on))}, this data has "
+                f"{names_text(list(classes))}: fc is replaced by a new, randomly initialised layer")
+    state = {key: value for key, value in state.items() if key not in replaced}
     wrong = [key for key, value in state.items() if key in own and value.shape != own[key].shape]
     missing = sorted(set(own) - set(state) - set(replaced))
     unexpected = sorted(set(state) - set(own))
@@ -120,8 +143,9 @@ def keep_in_eval_mode(module: nn.Module) -> None:
     module.train = lambda mode=True: module  # nn.Module.train calls this on each child
 
 
-def prepare_model(model: nn.Module, init: str, freeze_spec: str, fresh: bool, log: Log) -> None:
+def prepare_model(model: nn.Module, init: str, freeze_spec: str, fresh: bool, log: Log,
+                  classes: list[str] | None = None) -> None:
     """``--init`` (only for a fresh run: a resumed one has its own weights) and ``--freeze`` (always)."""
     if init and fresh:
-        load_initial_weights(model, init, log)
+        load_initial_weights(model, init, log, classes)
     freeze(model, freeze_spec, log)

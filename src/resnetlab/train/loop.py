@@ -120,7 +120,7 @@ def start_run(config: TrainConfig, run_dir: str | Path, *, resume: bool = True,
                                                                    runlog.line if dist.is_main else None, shared)
     model = build_model(config, len(classes), device, dist)
     prepare_model(model, config.init, config.freeze, checkpoint is None,  # train/finetune.py: --init, --freeze
-                  runlog.line if dist.is_main else lambda _: None)
+                  runlog.line if dist.is_main else lambda _: None, list(classes))
     run = Run(config, run_dir, device, precision, model, model, build_optimizer(model, config, device), normalizer,
               classes, train_loader, eval_loaders, runlog, dist=dist,
               warmup=WarmupState(active=warmup_applies(config, model_info(config.model).depth)))
