@@ -45,15 +45,19 @@ PIXEL_MEAN = Normalizer("pixel_mean", torch.rand(3, 32, 32, generator=torch.Gene
                         torch.ones(3, 1, 1))
 
 
+SLOW = pytest.mark.slow  # every family in -m slow; the default run exports the two that pad with F.pad
+
+
 @pytest.mark.parametrize("name, options, image_size, normalizer", [
-    ("resnet8", {}, 32, None),                       # option A: strided identity + zero-padded channels (F.pad)
-    ("resnet8", {"shortcut": "B"}, 32, None),        # 1x1 projections
-    ("plain8", {}, 32, None),
-    ("resnet11v2", {}, 32, None),                    # pre-activation bottleneck
-    ("preact_resnet8", {}, 32, None),                # pre-activation basic block
-    ("keras_resnet8v1", {}, 32, PIXEL_MEAN),         # TensorFlow "same" padding (asymmetric F.pad), in-graph
-    ("keras_resnet11v2", {}, 32, None),              #   preprocessing: the tutorial's subtract_pixel_mean
-    ("resnet18", {"num_classes": 10}, 64, None),     # ImageNet stem (7x7 conv, max pool) at 64x64
+    ("resnet8", {}, 32, None),                     # option A: strided identity + zero-padded channels (F.pad)
+    ("keras_resnet8v1", {}, 32, PIXEL_MEAN),       # TensorFlow "same" padding (asymmetric F.pad), in-graph
+                                                   #   preprocessing: the tutorial's subtract_pixel_mean
+    pytest.param("resnet8", {"shortcut": "B"}, 32, None, marks=SLOW),    # 1x1 projections
+    pytest.param("plain8", {}, 32, None, marks=SLOW),
+    pytest.param("resnet11v2", {}, 32, None, marks=SLOW),                # pre-activation bottleneck
+    pytest.param("preact_resnet8", {}, 32, None, marks=SLOW),            # pre-activation basic block
+    pytest.param("keras_resnet11v2", {}, 32, None, marks=SLOW),
+    pytest.param("resnet18", {"num_classes": 10}, 64, None, marks=SLOW), # ImageNet stem (7x7 conv, max pool)
 ])
 def test_every_family_exports_and_matches_pytorch(tmp_path, name, options, image_size, normalizer):
     model = trained_like(create_model(name, **options), image_size)

@@ -7,9 +7,11 @@ from resnetlab.models import ModelInfo, create_model, keras_resnet_v1, keras_res
 from resnetlab.models.registry import register_model
 
 DEEP = {"resnet1202", "resnet1001v2"}
+HEAVY = {"resnet101", "resnet152"}  # a few seconds each on 2 cores: in the slow set
 
 
-@pytest.mark.parametrize("name", [n for n in list_models() if n not in DEEP])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n
+                                  for n in list_models() if n not in DEEP])
 def test_every_registered_model_runs_forward_and_backward(name):
     info = model_info(name)
     size = 32 if info.input_size == 32 else 64  # ImageNet nets pool adaptively; 64x64 keeps CPU time low

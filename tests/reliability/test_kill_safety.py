@@ -35,10 +35,10 @@ def bench(tmp_path_factory):
 
 
 def test_killed_runs_resume_to_the_reference_weights(bench):
+    """One SIGKILL trial in the default run; test_twenty_five_kill_trials (slow) runs 25."""
     summary = harness.Summary()
     rng = random.Random(1)
-    for index in range(3):
-        harness.run_trial(bench, index, rng, summary)
+    harness.run_trial(bench, 0, rng, summary)
     assert summary.problems == []
     assert summary.losses == summary.torn == summary.mismatches == summary.errors == 0
     assert summary.kills >= 1
@@ -50,6 +50,7 @@ def wait_for_first_write(run_dir: Path, process: subprocess.Popen) -> None:
         time.sleep(0.005)
 
 
+@pytest.mark.slow  # two real training processes; the loop's own stop test is tests/train/test_loop.py
 def test_sigterm_and_ctrl_c_stop_with_a_checkpoint_and_resume_exactly(bench):
     run, log = bench.work / "graceful", bench.work / "graceful.log"
     command = bench.command(run)

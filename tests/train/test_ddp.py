@@ -54,6 +54,7 @@ def test_two_processes_match_one_process(tiny_data, tmp_path):
         "final_test_acc"], abs=1 / 24 + 1e-9)  # at most one of the 24 test images flips
 
 
+@pytest.mark.slow  # torchrun starts two more processes; test_two_processes_match_one_process stays fast
 def test_torchrun_entry_point(tiny_data, tmp_path):
     run = tmp_path / "torchrun"
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",

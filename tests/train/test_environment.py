@@ -39,6 +39,7 @@ def faults_per_step(mode: str) -> float:
     return float(result.stdout.split()[-1])
 
 
+@pytest.mark.slow  # two fresh processes that import torch and train
 @glibc
 def test_training_steps_stop_faulting_in_fresh_pages():
     default, kept = faults_per_step("default"), faults_per_step("keep")
