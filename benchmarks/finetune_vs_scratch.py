@@ -5,13 +5,13 @@ the same net trained from scratch on them for the same number of steps.
 
 1. Two image folders are written from the CIFAR archive (no download): `pretrain/` holds classes 0-4 (airplane,
    automobile, bird, cat, deer), every training image, upscaled to --pretrain-size; `target/` holds classes 5-9
-   (dog, frog, horse, ship, truck), a few per class (--per-class training, --test-per-class test images from
+   (dog, frog, horse, ship, truck), a few per class (a folder per --size) (--per-class training, --test-per-class test images from
    CIFAR's test split), upscaled to --size (224 by default, as ImageNet-sized photographs would be).
 2. `resnetlab train --recipe imagenet` pre-trains ResNet-18 on `pretrain/`: a short cosine schedule, and crop+flip
    on the images held in memory instead of RandomResizedCrop on streamed files (at 64 px the faster path).
 3. `resnetlab train --recipe finetune` trains on `target/` twice with the same settings, seed and steps: once from
    the pre-trained weights (`--init`: the classifier of 5 other classes is replaced), once from scratch.
-The commands are printed as they run; the two test accuracies and the table go to OUT/results.md.
+The commands are printed as they run; the table goes to OUT/results-<size>px.md.
 """
 
 from __future__ import annotations
@@ -54,22 +54,24 @@ def pick(labels: np.ndarray, wanted: range, per_class: int | None, rng: np.rando
 def make_folders(data: str, out: Path, args: argparse.Namespace) -> tuple[Path, Path]:
     from resnetlab.data import load_dataset
 
-    pretrain, target = out / "pretrain", out / "target"
-    if (target / "test").exists():
-        return pretrain, target
+    """The two folders, each written once (a second call with the same OUT reuses them and the pre-trained run)."""
+    pretrain, target = out / "pretrain", out / f"target-{args.size}px"
     dataset = load_dataset(data)
-    rng = np.random.default_rng(args.seed)
-    train, test = dataset.train, dataset.test
     started = time.perf_counter()
-    for split, source, per_class in (("train", train, args.pretrain_per_class or None),
-                                     ("test", test, args.pretrain_test_per_class)):
-        chosen = pick(source.labels, PRETRAIN_CLASSES, per_class, rng)
-        write_folder(pretrain / split, source.images[chosen], source.labels[chosen], dataset.classes,
-                     args.pretrain_size)
-    for split, source, per_class in (("train", train, args.per_class), ("test", test, args.test_per_class)):
-        chosen = pick(source.labels, TARGET_CLASSES, per_class, rng)
-        write_folder(target / split, source.images[chosen], source.labels[chosen], dataset.classes, args.size)
-    print(f"folders written in {time.perf_counter() - started:.0f} s: {pretrain}, {target}", flush=True)
+    if not (pretrain / "test").exists():
+        rng = np.random.default_rng(args.seed)
+        for split, source, per_class in (("train", dataset.train, args.pretrain_per_class or None),
+                                         ("test", dataset.test, args.pretrain_test_per_class)):
+            chosen = pick(source.labels, PRETRAIN_CLASSES, per_class, rng)
+            write_folder(pretrain / split, source.images[chosen], source.labels[chosen], dataset.classes,
+                         args.pretrain_size)
+    if not (target / "test").exists():
+        rng = np.random.default_rng(args.seed + 1)
+        for split, source, per_class in (("train", dataset.train, args.per_class),
+                                         ("test", dataset.test, args.test_per_class)):
+            chosen = pick(source.labels, TARGET_CLASSES, per_class, rng)
+            write_folder(target / split, source.images[chosen], source.labels[chosen], dataset.classes, args.size)
+    print(f"folders ready in {time.perf_counter() - started:.0f} s: {pretrain}, {target}", flush=True)
     return pretrain, target
 
 
@@ -112,8 +114,9 @@ def main() -> None:
     target_settings = [*common, "--recipe", "finetune", "--data", str(target), "--image-size", str(args.size),
                        "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
                        "--lr", str(0.01 * args.batch_size / 64)]
-    finetuned = train([*target_settings, "--init", str(args.out / "pretrained"), "--out", str(args.out / "finetuned")])
-    scratch = train([*target_settings, "--out", str(args.out / "scratch")])
+    finetuned = train([*target_settings, "--init", str(args.out / "pretrained"),
+                       "--out", str(args.out / f"finetuned-{args.size}px")])
+    scratch = train([*target_settings, "--out", str(args.out / f"scratch-{args.size}px")])
 
     rows = [("pre-trained on classes 0-4", pretrained), ("fine-tuned on classes 5-9", finetuned),
             ("from scratch on classes 5-9", scratch)]
@@ -128,7 +131,7 @@ def main() -> None:
     gain = 100 * (finetuned["final_test_acc"] - scratch["final_test_acc"])
     lines += ["", f"Fine-tuning minus scratch: {gain:+.1f} points of test accuracy in the same {scratch['steps']} "
               "steps."]
-    (args.out / "results.md").write_text("\n".join(lines) + "\n")
+    (args.out / f"results-{args.size}px.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
