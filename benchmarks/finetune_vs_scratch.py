@@ -9,8 +9,9 @@ the same net trained from scratch on them for the same number of steps.
    CIFAR's test split), upscaled to --size (224 by default, as ImageNet-sized photographs would be).
 2. `resnetlab train --recipe imagenet` pre-trains ResNet-18 on `pretrain/`: a short cosine schedule, and crop+flip
    on the images held in memory instead of RandomResizedCrop on streamed files (at 64 px the faster path).
-3. `resnetlab train --recipe finetune` trains on `target/` twice with the same settings, seed and steps: once from
-   the pre-trained weights (`--init`: the classifier of 5 other classes is replaced), once from scratch.
+3. `resnetlab train --recipe finetune` trains on `target/` with the same settings, seed and steps, once from the
+   pre-trained weights (`--init`: the classifier of 5 other classes is replaced) and once from scratch, at each
+   learning rate of --lrs: the two arms want different rates, so each is compared at its best.
 The commands are printed as they run; the table goes to OUT/results-<size>px.md.
 """
 
@@ -100,6 +101,9 @@ def main() -> None:
     parser.add_argument("--test-per-class", type=int, default=50, help="target test images per class")
     parser.add_argument("--epochs", type=int, default=5, help="fine-tuning (and from-scratch) epochs")
     parser.add_argument("--batch-size", type=int, default=25)
+    parser.add_argument("--lrs", type=lambda text: [float(v) for v in text.split(",")], default=[0.01, 0.064],
+                        help="lrs per 64 images, each run for both arms (0.01 is the finetune recipe's)")
+    parser.add_argument("--pretrain-lr", type=float, default=0.05)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -109,28 +113,30 @@ def main() -> None:
     common = ["--model", "resnet18", "--device", args.device, "--seed", str(args.seed), "--quiet"]
     pretrained = train([*common, "--recipe", "imagenet", "--data", str(pretrain), "--image-size",
                         str(args.pretrain_size), "--augmentation", "crop_flip", "--epochs", str(args.pretrain_epochs),
-                        "--batch-size", "64", "--lr", "0.05", "--schedule", "cosine",
+                        "--batch-size", "64", "--lr", f"{args.pretrain_lr:g}", "--schedule", "cosine",
                         "--out", str(args.out / "pretrained")])
     target_settings = [*common, "--recipe", "finetune", "--data", str(target), "--image-size", str(args.size),
-                       "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
-                       "--lr", str(0.01 * args.batch_size / 64)]
-    finetuned = train([*target_settings, "--init", str(args.out / "pretrained"),
-                       "--out", str(args.out / f"finetuned-{args.size}px")])
-    scratch = train([*target_settings, "--out", str(args.out / f"scratch-{args.size}px")])
+                       "--epochs", str(args.epochs), "--batch-size", str(args.batch_size)]
+    rows = [("pre-trained on classes 0-4", args.pretrain_lr, pretrained)]
+    for lr_per_64 in args.lrs:
+        lr = lr_per_64 * args.batch_size / 64
+        settings, tag = [*target_settings, "--lr", f"{lr:g}"], f"{args.size}px-lr{lr_per_64:g}"
+        rows.append(("fine-tuned on classes 5-9", lr_per_64, train(
+            [*settings, "--init", str(args.out / "pretrained"), "--out", str(args.out / f"finetuned-{tag}")])))
+        rows.append(("from scratch on classes 5-9", lr_per_64, train(
+            [*settings, "--out", str(args.out / f"scratch-{tag}")])))
 
-    rows = [("pre-trained on classes 0-4", pretrained), ("fine-tuned on classes 5-9", finetuned),
-            ("from scratch on classes 5-9", scratch)]
     lines = [f"ResNet-18; target: {args.per_class} training and {args.test_per_class} test images per class at "
              f"{args.size} px; pre-training: {len(PRETRAIN_CLASSES) * (args.pretrain_per_class or 5000)} images at "
-             f"{args.pretrain_size} px, "
-             f"{args.pretrain_epochs} epochs; fine-tuning and scratch: {args.epochs} epochs of batch "
-             f"{args.batch_size}, the finetune recipe, seed {args.seed}.", "",
-             "| run | steps | test accuracy | command time |", "|---|---:|---:|---:|"]
-    lines += [f"| {name} | {r['steps']} | {100 * r['final_test_acc']:.1f} % | {r['command_seconds']:.0f} s |"
-              for name, r in rows]
-    gain = 100 * (finetuned["final_test_acc"] - scratch["final_test_acc"])
-    lines += ["", f"Fine-tuning minus scratch: {gain:+.1f} points of test accuracy in the same {scratch['steps']} "
-              "steps."]
+             f"{args.pretrain_size} px, {args.pretrain_epochs} epochs; fine-tuning and scratch: {args.epochs} "
+             f"epochs of batch {args.batch_size}, the finetune recipe at each lr, seed {args.seed}.", "",
+             "| run | lr per 64 images | steps | test accuracy | command time |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| {name} | {lr:g} | {r['steps']} | {100 * r['final_test_acc']:.1f} % | {r['command_seconds']:.0f} s |"
+              for name, lr, r in rows]
+    best = {name: max(r["final_test_acc"] for n, _, r in rows if n == name) for name, _, _ in rows[1:]}
+    gain = 100 * (best["fine-tuned on classes 5-9"] - best["from scratch on classes 5-9"])
+    lines += ["", f"Best fine-tuned minus best from scratch: {gain:+.1f} points of test accuracy in the same "
+              f"{rows[-1][2]['steps']} steps."]
     (args.out / f"results-{args.size}px.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
