@@ -105,6 +105,12 @@ def test_other_modes_and_sizes_are_converted_or_refused_by_flag(tmp_path, capsys
     line = single_error_line(capsys.readouterr().err)
     assert "is 21x13, not 8x8" in line and "--strict-size" in line
     assert not (tmp_path / "strict").exists()
+    # a streamed folder is cropped per image: the flag would check nothing there, so it is refused
+    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "streamed"), "--epochs", "1",
+                 "--model", "resnet8", "--batch-size", "4", "--image-size", "8", "--quiet", "--strict-size",
+                 "--data-pipeline", "stream"]) == 2
+    assert "this folder streams" in single_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "streamed").exists()
 
 
 def test_non_finite_loss_exits_2_naming_the_step_and_keeps_the_checkpoint(tiny_run, capsys):

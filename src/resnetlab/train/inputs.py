@@ -17,6 +17,7 @@ from resnetlab.data.loader import SharedData
 from resnetlab.data.sources import DATA_ENV
 from resnetlab.data.pipeline import STREAM_AUGMENTATIONS, choose_pipeline, stream_splits
 from resnetlab.data.stream import ImageFiles, StreamLoader, decode_sample
+from resnetlab.errors import UserError
 from resnetlab.train.config import TrainConfig
 from resnetlab.train.distributed import Distributed
 
@@ -82,6 +83,10 @@ def build_inputs(config: TrainConfig, device: torch.device, dist: Distributed, b
                       for split, arrays in (("val", dataset.val), ("test", dataset.test)) if arrays is not None}
         return Inputs(normalizer, dataset.classes, train, evaluation)
 
+    if config.strict_image_size:
+        raise UserError("--strict-size checks the sizes of images held in memory; this folder streams (each image "
+                        "is cropped and resized as it is read), so nothing would be checked: drop --strict-size, "
+                        "or hold the images in memory with --data-pipeline memory --augmentation crop_flip")
     splits = stream_splits(source, config.image_size, config.augmentation, config.val_split, config.seed)
     if log:
         log(f"data: {splits.listing.root}, streamed ({len(splits.train)} training images decoded per batch, "
