@@ -5,6 +5,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch.multiprocessing as mp
@@ -26,21 +27,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _worker(rank: int, world_size: int, port: int, data: str, run_dir: str) -> None:
+def _worker(rank: int, world_size: int, port: int, data: str, run_dir: str, changes: dict) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
                       WORLD_SIZE=str(world_size), OMP_NUM_THREADS="1")
-    fit(ddp_config(data), run_dir, show_progress=False, log=lambda _: None)
+    fit(ddp_config(data, **changes), run_dir, show_progress=False, log=lambda _: None)
 
 
 def epoch_losses(run_dir):
     return [json.loads(line)["train_loss"] for line in (run_dir / "history.jsonl").read_text().splitlines()]
 
 
-def test_two_processes_match_one_process(tiny_data, tmp_path):
+def assert_two_processes_match_one(data: Path, tmp_path: Path, **changes) -> Path:
+    """The same run in one process and in two (gloo); returns the two-process run directory."""
     single = tmp_path / "single"
-    fit(ddp_config(tiny_data), single, show_progress=False, log=lambda _: None)
+    fit(ddp_config(data, **changes), single, show_progress=False, log=lambda _: None)
     double = tmp_path / "double"
-    mp.start_processes(_worker, args=(2, free_port(), str(tiny_data), str(double)), nprocs=2, join=True,
+    mp.start_processes(_worker, args=(2, free_port(), str(data), str(double), changes), nprocs=2, join=True,
                        start_method="spawn")
     one, two = epoch_losses(single), epoch_losses(double)
     assert len(one) == len(two) == 2
@@ -52,6 +54,11 @@ def test_two_processes_match_one_process(tiny_data, tmp_path):
     results = json.loads((double / "results.json").read_text())
     assert results["final_test_acc"] == pytest.approx(json.loads((single / "results.json").read_text())[
         "final_test_acc"], abs=1 / 24 + 1e-9)  # at most one of the 24 test images flips
+    return double
+
+
+def test_two_processes_match_one_process(tiny_data, tmp_path):
+    assert_two_processes_match_one(tiny_data, tmp_path)
 
 
 @pytest.mark.slow  # torchrun starts two more processes; test_two_processes_match_one_process stays fast
