@@ -51,7 +51,7 @@ if [ "$status" -eq 130 ]; then
 elif [ "$status" -eq 0 ]; then
     out="${given_out:-$out}"
     echo "quickstart: the test set once more, also with left-right flip test-time augmentation:"
-    .venv/bin/resnetlab eval "$out" --flip ${data:+--data "$data"} || status=$?
+    .venv/bin/resnetlab eval "$out" --flip || status=$?  # the data the run recorded, wherever it came from
     echo "quickstart: next: .venv/bin/resnetlab plot $out -o $out/curves.png   |   .venv/bin/resnetlab predict $out IMAGE"
 fi
 exit "$status"

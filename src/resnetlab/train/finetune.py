@@ -76,16 +76,16 @@ def load_initial_weights(model: nn.Module, path: str | Path, log: Log, classes: 
     if replaced:
         log(f"--init {path}: its classifier has {state['fc.weight'].shape[0]} classes, this data "
             f"{own['fc.weight'].shape[0]}: fc is replaced by a new, randomly initialised layer")
-    elif classes and trained_on and list(trained_on) != list(classes) and all(k in state for k in CLASSIFIER):
+    elif classes and trained_on and trained_on != classes and all(key in state for key in CLASSIFIER):
         if sorted(trained_on) == sorted(classes):
-            order = torch.tensor([list(trained_on).index(name) for name in classes])
+            order = torch.tensor([trained_on.index(name) for name in classes])
             state = {**state, **{key: state[key][order] for key in CLASSIFIER}}
             log(f"--init {path}: the same classes in another order; the classifier's rows are reordered to this "
                 "data's")
         else:
             replaced = list(CLASSIFIER)
-            log(f"--init {path}: its classifier was trained on {names_text(list(trained_on))}, this data has "
-                f"{names_text(list(classes))}: fc is replaced by a new, randomly initialised layer")
+            log(f"--init {path}: its classifier was trained on {names_text(trained_on)}, this data has "
+                f"{names_text(classes)}: fc is replaced by a new, randomly initialised layer")
     state = {key: value for key, value in state.items() if key not in replaced}
     wrong = [key for key, value in state.items() if key in own and value.shape != own[key].shape]
     missing = sorted(set(own) - set(state) - set(replaced))
