@@ -69,3 +69,16 @@ def test_pixel_mean_refuses_other_sizes():
     norm = fit_normalizer("pixel_mean", random_images(2, size=8))
     with pytest.raises(UserError, match="fitted on"):
         norm(_nchw(random_images(2, size=4)))
+
+
+@pytest.mark.parametrize("kind", ["channel", "imagenet"])
+@pytest.mark.parametrize("shape", [(4, 16, 16), (3, 5, 7)])  # 16-pixel rows (the fast path) and not
+def test_channels_last_batches_normalize_bit_for_bit_as_channels_first(kind, shape):
+    """Streamed batches arrive as (N, H, W, 3) viewed as (N, 3, H, W); their faster route computes the same."""
+    normalizer = fit_normalizer(kind, random_images(8, size=8))
+    n, h, w = shape
+    pixels = torch.randint(0, 256, (n, h, w, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    interleaved = pixels.permute(0, 3, 1, 2)
+    out = normalizer(interleaved)
+    assert torch.equal(out, normalizer(interleaved.contiguous()))
+    assert out.is_contiguous(memory_format=torch.channels_last)

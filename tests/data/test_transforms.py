@@ -107,6 +107,28 @@ def test_training_crop_equals_crop_then_resize():
     assert np.abs(out.astype(int) - reference.astype(int)).max() <= 1
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_flipped_training_crops_equal_crop_resize_flip(seed):
+    """torchvision's order (crop, resize, then flip) against resnetlab's (crop, mirror, resize in torch's kernel),
+    for crops smaller and larger than the output."""
+    pixels = Image.fromarray(image(480, 360, seed=seed))
+    transform = ImageTransform(train=True, size=224, flip=1.0)
+    left, top, w, h = random_resized_crop_box(480, 360, np.random.default_rng(seed))
+    cropped = pixels.crop((left, top, left + w, top + h)).resize((224, 224), Image.Resampling.BILINEAR)
+    reference = np.asarray(cropped)[:, ::-1]
+    out = transform(pixels, np.random.default_rng(seed))
+    assert np.abs(out.astype(int) - reference.astype(int)).max() <= 1
+
+
+def test_the_transform_writes_into_the_row_it_is_given():
+    pixels = Image.fromarray(image(300, 200, seed=9))
+    batch = np.zeros((2, 64, 64, 3), dtype=np.uint8)
+    out = ImageTransform(train=True, size=64)(pixels, np.random.default_rng(0), out=batch[1])
+    assert out.base is batch or np.shares_memory(out, batch)
+    np.testing.assert_array_equal(batch[1], ImageTransform(train=True, size=64)(pixels, np.random.default_rng(0)))
+    assert not batch[0].any()
+
+
 def test_draft_decoding_of_large_jpegs_stays_close_to_a_full_decode():
     transform = ImageTransform.for_eval(224)
     fast = transform(smooth_jpeg(2000, 1500))

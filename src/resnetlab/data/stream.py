@@ -64,10 +64,11 @@ class ImageFiles(torch.utils.data.Dataset):
     def file(self, index: int) -> Path:
         return self.root / self.paths[index].decode()
 
-    def load(self, index: int, epoch: int = 0) -> np.ndarray:
-        """Image `index` as uint8 (size, size, 3), with the crop and flip of `epoch` when training."""
+    def load(self, index: int, epoch: int = 0, out: np.ndarray | None = None) -> np.ndarray:
+        """Image `index` as uint8 (size, size, 3) (into `out` when given), with the crop and flip of `epoch`
+        when training."""
         rng = np.random.default_rng([self.seed, epoch, index]) if self.transform.train else None
-        return load_image(self.file(index), self.transform, rng)
+        return load_image(self.file(index), self.transform, rng, out)
 
     def __getitem__(self, key: Key) -> tuple[np.ndarray, int]:
         index, epoch = key
@@ -80,18 +81,20 @@ class ImageFiles(torch.utils.data.Dataset):
         out = images.numpy()
         for row, (index, epoch) in enumerate(keys):
             try:
-                out[row] = self.load(index, epoch)
+                self.load(index, epoch, out=out[row])
             except DataError as err:
                 return str(err)
         labels = torch.from_numpy(self.labels[[index for index, _ in keys]])
         return images, labels
 
 
-def load_image(path: Path, transform: ImageTransform, rng: np.random.Generator | None = None) -> np.ndarray:
-    """One image file through `transform`, or a DataError naming the file (truncated, not an image, a bomb)."""
+def load_image(path: Path, transform: ImageTransform, rng: np.random.Generator | None = None,
+               out: np.ndarray | None = None) -> np.ndarray:
+    """One image file through `transform` (into `out` when given), or a DataError naming the file (truncated,
+    not an image, a bomb)."""
     try:
         with Image.open(path) as image:
-            return transform(image, rng)
+            return transform(image, rng, out)
     except _DECODE_ERRORS as err:
         raise DataError(f"cannot decode image {path}: {one_line(err)}") from err
 
