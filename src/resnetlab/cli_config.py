@@ -81,7 +81,8 @@ def add_config_flags(parser: argparse.ArgumentParser, names: Iterable[str] | Non
         if kind is bool:
             options["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(kind) is list:
-            options.update(type=parse_floats, metavar="X,Y")
+            ints = typing.get_args(kind) == (int,)
+            options.update(type=parse_ints if ints else parse_floats, metavar="N,M" if ints else "X,Y")
         else:
             choices = spec.metadata.get("choices")
             options.update(type=kind, metavar="{" + ",".join(choices) + "}" if choices

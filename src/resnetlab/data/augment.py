@@ -66,6 +66,21 @@ def augment(images: torch.Tensor, kind: str | KerasAugment, generator: torch.Gen
     return images
 
 
+def resize_batch(images: torch.Tensor, side: int) -> torch.Tensor:
+    """A float (N, C, H, W) batch resized to side x side (antialiased bilinear), in its memory format.
+
+    Progressive resizing trains the first epochs on smaller images, which cost about (side / H)^2 of a step
+    (ResNet-20 on 2 CPU cores: 24 px trains 1.8x, 16 px 3x as many images per second as 32 px), as fast.ai's
+    DAWNBench entries and FFCV's ImageNet configs do; the last epochs at the full size adapt the net to the
+    size it is evaluated at (Touvron et al. 2019, "Fixing the train-test resolution discrepancy").
+    """
+    if images.shape[-2:] == (side, side):
+        return images
+    channels_last = images.is_contiguous(memory_format=torch.channels_last) and not images.is_contiguous()
+    out = F.interpolate(images, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
+    return out.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
 def crop_flip(images: torch.Tensor, generator: torch.Generator, pad: int = CROP_PAD) -> torch.Tensor:
     """Random crops of the zero-padded batch, each flipped left-right with probability 1/2, in one gather."""
     n, c, h, w = images.shape

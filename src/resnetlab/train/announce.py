@@ -13,6 +13,7 @@ from resnetlab.errors import UserError
 from resnetlab.models import model_info
 
 if TYPE_CHECKING:
+    from resnetlab.train.config import TrainConfig
     from resnetlab.train.run import Run
 
 # A 7x7 stride-2 stem and a max-pool divide the side by 4 before the first stage, and the stages by 8 more:
@@ -69,7 +70,7 @@ def startup_lines(run: Run) -> list[str]:
              f"device: {where}, {precision}, {layout}",
              f"data: {', '.join(sizes)} images of {config.image_size}x{config.image_size}",
              f"length: {total:,} steps of batch {config.batch_size} = {plural(config.num_epochs(per_epoch), 'epoch')} "
-             f"({per_epoch:,} steps each), evaluated after each epoch"]
+             f"({per_epoch:,} steps each), evaluated after each epoch{progressive_phrase(config)}"]
     if progress.step:
         lines.append(f"resuming at step {progress.step:,} (epoch {progress.epoch + 1})")
     warning = small_image_warning(config.model, config.image_size)
@@ -104,11 +105,14 @@ class EtaClock:
         step_s = elapsed / (step - self.start_step)
         remaining_steps = run.total_steps - step
         images_s = run.config.batch_size / step_s
+        train_s = step_s * sum(steps * relative_cost(run.config, epoch, run.progress.epoch)
+                               for epoch, steps in steps_by_epoch(run, step))
         epochs_left = run.config.num_epochs(run.steps_per_epoch) - run.progress.epoch
-        eval_s = epochs_left * self._eval_images() / (EVAL_SPEEDUP * images_s)
+        full_size_images_s = images_s * (run.config.train_side(run.progress.epoch) / run.config.image_size) ** 2
+        eval_s = epochs_left * self._eval_images() / (EVAL_SPEEDUP * full_size_images_s)
         self.log(f"speed: {images_s:,.0f} img/s after {elapsed:.0f} s; the rest of the run "
                  f"({remaining_steps:,} steps, {plural(epochs_left, 'evaluation')}) should take about "
-                 f"{duration(remaining_steps * step_s + eval_s)}: done around {_clock(remaining_steps * step_s + eval_s)}")
+                 f"{duration(train_s + eval_s)}: done around {_clock(train_s + eval_s)}")
 
     def epoch_end(self, epoch_wall_s: float) -> None:
         """After the first complete epoch of this process: the estimate from a whole epoch, evaluation included."""
@@ -118,9 +122,40 @@ class EtaClock:
         run = self.run
         epochs_left = run.config.num_epochs(run.steps_per_epoch) - run.progress.epoch
         if epochs_left > 0:
-            left = epochs_left * epoch_wall_s
-            self.log(f"eta: {epochs_left} more epoch{'' if epochs_left == 1 else 's'} of about {duration(epoch_wall_s)} each (evaluation "
-                     f"included): done around {_clock(left)} ({duration(left)})")
+            walls = [epoch_wall_s * relative_cost(run.config, epoch, run.progress.epoch - 1)
+                     for epoch in range(run.progress.epoch, run.progress.epoch + epochs_left)]
+            each = (f"of about {duration(walls[0])} each" if max(walls) - min(walls) < 0.05 * max(walls)
+                    else f"of about {duration(min(walls))} to {duration(max(walls))}")
+            self.log(f"eta: {epochs_left} more epoch{'' if epochs_left == 1 else 's'} {each} (evaluation included): "
+                     f"done around {_clock(sum(walls))} ({duration(sum(walls))})")
+
+
+def progressive_phrase(config: TrainConfig) -> str:
+    """"; epochs 1-4 train on 24x24 batches, then 32x32" for progressive resizing, else ""."""
+    sides = config.progressive_sizes
+    if not sides:
+        return ""
+    runs: list[tuple[int, int, int]] = []  # (first epoch, last epoch, side), 1-based
+    for epoch, side in enumerate(sides, start=1):
+        if runs and runs[-1][2] == side:
+            runs[-1] = (runs[-1][0], epoch, side)
+        else:
+            runs.append((epoch, epoch, side))
+    parts = [f"epoch{'s' if first != last else ''} {first}{f'-{last}' if first != last else ''} on {side}x{side}"
+             for first, last, side in runs]
+    return f"; progressive resizing: {', '.join(parts)} batches, then {config.image_size}x{config.image_size}"
+
+
+def relative_cost(config: TrainConfig, epoch: int, measured_epoch: int) -> float:
+    """A step of `epoch` in steps of `measured_epoch`: the cost of a step grows with the batch's pixels."""
+    return (config.train_side(epoch) / config.train_side(measured_epoch)) ** 2
+
+
+def steps_by_epoch(run: Run, step: int) -> list[tuple[int, int]]:
+    """(epoch, steps of it still to train) from `step` to the end of the run."""
+    per_epoch, total = run.steps_per_epoch, run.total_steps
+    return [(epoch, min(total, (epoch + 1) * per_epoch) - max(step, epoch * per_epoch))
+            for epoch in range(step // per_epoch, -(-total // per_epoch))]
 
 
 def _clock(seconds_from_now: float) -> str:

@@ -27,6 +27,7 @@ from resnetlab.data.augment import AUGMENTATIONS
 from resnetlab.data.normalize import NORMALIZATIONS
 from resnetlab.data.pipeline import PIPELINES, STREAM_AUGMENTATIONS
 from resnetlab.errors import UserError
+from resnetlab.models import model_info
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
 
@@ -68,6 +69,9 @@ class TrainConfig:
     augmentation: str = setting("crop_flip", "training augmentation (random_resized_crop: per image, streamed "
                                 "folders only; the others on the device)",
                                 choices=(*AUGMENTATIONS, *STREAM_AUGMENTATIONS))
+    progressive_sizes: list[int] = setting([], "progressive resizing: the side of the training batches in each of "
+                                           "the first epochs, e.g. 24,24,24,24 (later epochs: image_size); the "
+                                           "batch is resized on the device, evaluation stays at image_size")
     rotation_range: float = setting(20.0, "keras augmentation: ImageDataGenerator's rotation_range (degrees)")
     width_shift_range: float = setting(0.2, "keras augmentation: ImageDataGenerator's width_shift_range "
                                        "(fraction of the width)")
@@ -151,6 +155,10 @@ class TrainConfig:
     def num_epochs(self, steps_per_epoch: int) -> int:
         return math.ceil(self.total_steps(steps_per_epoch) / steps_per_epoch)
 
+    def train_side(self, epoch: int) -> int:
+        """The side of the training batches in `epoch` (0-based): progressive_sizes, then image_size."""
+        return self.progressive_sizes[epoch] if epoch < len(self.progressive_sizes) else self.image_size
+
     def validate(self) -> TrainConfig:
         """Refuse values no run can use, with one line that names the field."""
         checks = [
@@ -163,6 +171,8 @@ class TrainConfig:
             (all(0 < m < 1 for m in self.milestones), "milestones are fractions of training, each in (0, 1)"),
             (self.val_split >= 0, f"val split cannot be negative, got {self.val_split}"),
             (self.steps_per_epoch >= 0, f"steps_per_epoch cannot be negative, got {self.steps_per_epoch}"),
+            (all(side >= 8 for side in self.progressive_sizes),
+             f"progressive sizes are sides of at least 8 pixels, got {self.progressive_sizes}"),
             (self.warmup_check_every > 0, f"warmup_check_every must be positive, got {self.warmup_check_every}"),
             (self.select_on == "test" or self.val_split > 0 or self.plateau_factor == 0,
              "a plateau schedule needs a validation split (--val-split N) or select_on = \"test\""),
@@ -173,6 +183,9 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise UserError(message)
+        if self.progressive_sizes and model_info(self.model).family.startswith("keras"):
+            raise UserError(f"{self.model} ends in the tutorial's fixed 8x8 average pooling, so it trains only on "
+                            f"{self.image_size}x{self.image_size} batches: drop progressive_sizes")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -222,6 +235,11 @@ def coerce(name: str, value: Any) -> Any:
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if origin is list and isinstance(value, list):
+        element = getattr(expected, "__args__", (Any,))[0]
+        if element is float and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            return [float(v) for v in value]
+        if element is int and not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise UserError(f"config key {name!r} must be a list of integers, got {value!r}")
         return list(value)
     if not isinstance(value, origin) or (expected is int and isinstance(value, bool)):
         raise UserError(f"config key {name!r} must be {getattr(expected, '__name__', expected)}, got {value!r}")

@@ -56,7 +56,7 @@ def eager_capture(fn: Callable[[], Sequence[torch.Tensor]]) -> tuple[Callable[[]
 
 
 def unsupported_reason(optimizer: torch.optim.Optimizer, *, device: torch.device, distributed: bool,
-                       checkpointing: bool, deterministic: bool) -> str:
+                       checkpointing: bool, deterministic: bool, resizing: bool = False) -> str:
     """Why the step cannot be captured here ("" when it can)."""
     defaults = optimizer.defaults
     reasons = [
@@ -67,6 +67,7 @@ def unsupported_reason(optimizer: torch.optim.Optimizer, *, device: torch.device
         (distributed, "DistributedDataParallel's gradient hooks are not captured"),
         (checkpointing, "activation checkpointing recomputes outside the graph"),
         (deterministic, "deterministic runs use the unfused optimizer"),
+        (resizing, "progressive resizing changes the batch shape between epochs"),
     ]
     return next((reason for failed, reason in reasons if failed), "")
 
@@ -171,14 +172,15 @@ def restore_training_state(model: nn.Module, optimizer: torch.optim.Optimizer, s
 
 def graphed_if_supported(step: StepFn, model: nn.Module, optimizer: torch.optim.Optimizer, mode: str, *,
                          device: torch.device, distributed: bool = False, checkpointing: bool = False,
-                         deterministic: bool = False, log: Callable[[str], None] = print) -> tuple[StepFn, str]:
+                         deterministic: bool = False, resizing: bool = False,
+                         log: Callable[[str], None] = print) -> tuple[StepFn, str]:
     """Apply the ``cuda_graphs`` setting (auto | on | off); returns the step and a line saying what was chosen.
 
     ``auto`` captures wherever it is supported (ResNet-20 at batch 512: 2.2x on an H200, 1.8x on an H100;
     benchmarks/README.md) and trains eagerly if the capture fails; ``on`` refuses to run where it is not supported and stops if the capture fails.
     """
     reason = unsupported_reason(optimizer, device=device, distributed=distributed, checkpointing=checkpointing,
-                                deterministic=deterministic)
+                                deterministic=deterministic, resizing=resizing)
     if mode == "on" and reason:
         raise UserError(f"cuda_graphs = on, but {reason}")
     if mode == "off" or reason:

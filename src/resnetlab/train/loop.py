@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from resnetlab.data.augment import resize_batch
 from resnetlab.data.loader import SharedData
 from resnetlab.errors import CheckpointError
 from resnetlab.files import atomic_write_text, write_json
@@ -148,7 +149,8 @@ def make_train_step(run: Run) -> StepFn:
     step, chosen = graphed_if_supported(step, run.model, run.optimizer, config.cuda_graphs, device=run.device,
                                         distributed=run.dist.enabled,
                                         checkpointing=bool(config.activation_checkpointing),
-                                        deterministic=config.deterministic, log=run.log.line)
+                                        deterministic=config.deterministic,
+                                        resizing=bool(config.progressive_sizes), log=run.log.line)
     if run.device.type == "cuda":
         run.log.line(chosen)
     return step
@@ -177,6 +179,7 @@ def train_step(run: Run, images: torch.Tensor, labels: torch.Tensor, stop: threa
     The paper's warm-up counts every step and checks at its own cadence (``WarmupState``), not at these.
     Returns True when the epoch's loop should end (done, or a stop agreed on)."""
     config, progress, epoch = run.config, run.progress, run.epoch
+    images = resize_batch(images, config.train_side(progress.epoch))  # progressive resizing, else as it is
     lr = effective_lr(config, progress.step, run.steps_per_epoch, run.warmup, run.plateau)
     set_lr(run.optimizer, lr)
     loss, correct = run.step_fn(images, labels)

@@ -1,0 +1,108 @@
+"""Progressive resizing: the first epochs train on smaller batches, evaluation stays at the full size."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+from test_loop import assert_same_weights, final_weights, tiny_config
+
+from resnetlab.cli import main
+from resnetlab.data.augment import resize_batch
+from resnetlab.errors import UserError
+from resnetlab.train import loop
+from resnetlab.train.announce import progressive_phrase, relative_cost
+from resnetlab.train.checkpoint import list_checkpoints
+from resnetlab.train.config import resolve_config
+from resnetlab.train.graphs import unsupported_reason
+
+
+def recording_steps(monkeypatch) -> list[tuple[int, int]]:
+    """Patch the loop's step builder so that every training batch's (epoch, side) is recorded."""
+    seen: list[tuple[int, int]] = []
+    original = loop.make_train_step
+
+    def make(run):
+        step = original(run)
+
+        def recorded(images, labels):
+            seen.append((run.progress.epoch, images.shape[-1]))
+            assert images.is_contiguous(memory_format=torch.channels_last)
+            return step(images, labels)
+        return recorded
+
+    monkeypatch.setattr(loop, "make_train_step", make)
+    return seen
+
+
+def test_each_epoch_trains_at_its_side_and_evaluates_at_the_full_size(tiny_data, tmp_path, monkeypatch):
+    seen = recording_steps(monkeypatch)
+    evaluated: list[int] = []
+    original_evaluate = loop.evaluate
+
+    def evaluate(model, batches, *args, **kwargs):
+        def sides():
+            for images, labels in batches:
+                evaluated.append(images.shape[-1])
+                yield images, labels
+        return original_evaluate(model, sides(), *args, **kwargs)
+
+    monkeypatch.setattr(loop, "evaluate", evaluate)
+    lines: list[str] = []
+    loop.fit(tiny_config(tiny_data, progressive_sizes=[16, 24]), tmp_path / "run", show_progress=False,
+             log=lines.append)
+    sides = {epoch: {side for e, side in seen if e == epoch} for epoch, _ in seen}
+    assert sides == {0: {16}, 1: {24}, 2: {32}}
+    assert set(evaluated) == {32}
+    assert any("progressive resizing: epoch 1 on 16x16, epoch 2 on 24x24 batches, then 32x32" in line
+               for line in lines)
+
+
+def test_a_resumed_progressive_run_matches_an_uninterrupted_one(tiny_data, tmp_path):
+    config = tiny_config(tiny_data, progressive_sizes=[16, 16])
+    full = tmp_path / "full"
+    loop.fit(config, full, show_progress=False, log=lambda _: None)
+    resumed = tmp_path / "resumed"
+    shutil.copytree(full, resumed)
+    for later in list_checkpoints(resumed)[:-1]:  # keep only the epoch-1 checkpoint: epoch 2 is at 16 px again
+        shutil.rmtree(later)
+    for best in (resumed / "checkpoints").glob("best-*"):
+        shutil.rmtree(best)
+    loop.fit(config, resumed, show_progress=False, log=lambda _: None)
+    assert_same_weights(final_weights(full), final_weights(resumed))
+
+
+def test_resize_batch_keeps_the_memory_format_and_leaves_full_size_batches_alone():
+    batch = torch.rand(2, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    assert resize_batch(batch, 32) is batch
+    small = resize_batch(batch, 24)
+    assert small.shape == (2, 3, 24, 24) and small.is_contiguous(memory_format=torch.channels_last)
+    assert resize_batch(batch.contiguous(), 16).is_contiguous()
+    flat = torch.full((1, 3, 32, 32), 0.25)
+    assert torch.allclose(resize_batch(flat, 20), torch.full((1, 3, 20, 20), 0.25))  # antialiased: a mean
+
+
+def test_settings_are_checked_and_parsed():
+    config = resolve_config("cpu", overrides={"progressive_sizes": [24, 24, 16]})
+    assert [config.train_side(epoch) for epoch in range(5)] == [24, 24, 16, 32, 32]
+    assert relative_cost(config, 3, 0) == pytest.approx((32 / 24) ** 2)
+    assert progressive_phrase(config) == ("; progressive resizing: epochs 1-2 on 24x24, epoch 3 on 16x16 batches, "
+                                          "then 32x32")
+    assert progressive_phrase(resolve_config("cpu")) == ""
+    with pytest.raises(UserError, match="at least 8 pixels"):
+        resolve_config("cpu", overrides={"progressive_sizes": [4]})
+    with pytest.raises(UserError, match="list of integers"):
+        resolve_config("cpu", overrides={"progressive_sizes": [24.5]})
+    with pytest.raises(UserError, match="fixed 8x8 average pooling"):
+        resolve_config("keras", overrides={"progressive_sizes": [24]})
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1, fused=True)
+    assert "progressive resizing" in unsupported_reason(optimizer, device=torch.device("cuda"), distributed=False,
+                                                        checkpointing=False, deterministic=False, resizing=True)
+
+
+def test_the_flag_takes_integers(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--progressive-sizes", "24,x", "--data", "synthetic"])
+    assert exit_info.value.code == 2
+    assert "expected integers separated by commas" in capsys.readouterr().err
