@@ -12,10 +12,11 @@ from resnetlab.cli import main
 from resnetlab.data.augment import resize_batch
 from resnetlab.errors import UserError
 from resnetlab.train import loop
-from resnetlab.train.announce import progressive_phrase, relative_cost
+from resnetlab.train.announce import progressive_phrase, step_costs
 from resnetlab.train.checkpoint import list_checkpoints
 from resnetlab.train.config import resolve_config
 from resnetlab.train.graphs import unsupported_reason
+from resnetlab.train.schedule import side_segments, train_side
 
 
 def recording_steps(monkeypatch) -> list[tuple[int, int]]:
@@ -50,8 +51,8 @@ def test_each_epoch_trains_at_its_side_and_evaluates_at_the_full_size(tiny_data,
 
     monkeypatch.setattr(loop, "evaluate", evaluate)
     lines: list[str] = []
-    loop.fit(tiny_config(tiny_data, progressive_sizes=[16, 24]), tmp_path / "run", show_progress=False,
-             log=lines.append)
+    config = tiny_config(tiny_data, progressive_sizes=[16, 24], progressive_until=[1 / 3, 2 / 3])
+    loop.fit(config, tmp_path / "run", show_progress=False, log=lines.append)
     sides = {epoch: {side for e, side in seen if e == epoch} for epoch, _ in seen}
     assert sides == {0: {16}, 1: {24}, 2: {32}}
     assert set(evaluated) == {32}
@@ -60,7 +61,7 @@ def test_each_epoch_trains_at_its_side_and_evaluates_at_the_full_size(tiny_data,
 
 
 def test_a_resumed_progressive_run_matches_an_uninterrupted_one(tiny_data, tmp_path):
-    config = tiny_config(tiny_data, progressive_sizes=[16, 16])
+    config = tiny_config(tiny_data, progressive_sizes=[16], progressive_until=[2 / 3])
     full = tmp_path / "full"
     loop.fit(config, full, show_progress=False, log=lambda _: None)
     resumed = tmp_path / "resumed"
@@ -83,19 +84,32 @@ def test_resize_batch_keeps_the_memory_format_and_leaves_full_size_batches_alone
     assert torch.allclose(resize_batch(flat, 20), torch.full((1, 3, 20, 20), 0.25))  # antialiased: a mean
 
 
-def test_settings_are_checked_and_parsed():
-    config = resolve_config("cpu", overrides={"progressive_sizes": [24, 24, 16]})
-    assert [config.train_side(epoch) for epoch in range(5)] == [24, 24, 16, 32, 32]
-    assert relative_cost(config, 3, 0) == pytest.approx((32 / 24) ** 2)
-    assert progressive_phrase(config) == ("; progressive resizing: epochs 1-2 on 24x24, epoch 3 on 16x16 batches, "
-                                          "then 32x32")
-    assert progressive_phrase(resolve_config("cpu")) == ""
+def test_sizes_end_at_fractions_of_training_so_a_shorter_run_keeps_its_shape():
+    config = resolve_config("cpu")  # 16 px to 2/11 of the steps, 24 px to 6/11, then 32 px
+    assert side_segments(config, 11 * 781) == [(0, 1562, 16), (1562, 4686, 24), (4686, 8591, 32)]
+    assert [train_side(config, step, 8591) for step in (0, 1561, 1562, 4685, 4686, 8590)] == [16, 16, 24, 24, 32, 32]
+    assert progressive_phrase(config, 8591, 781) == ("; progressive resizing: epochs 1-2 on 16x16, epochs 3-6 on "
+                                                     "24x24 batches, then 32x32")
+    short = resolve_config("cpu", overrides={"epochs": 5})  # --epochs 5 still ends at the full size
+    assert [side for _, _, side in side_segments(short, 5 * 781)] == [16, 24, 32]
+    assert side_segments(short, 5 * 781)[-1] == (2130, 3905, 32)
+    assert progressive_phrase(short, 3905, 781) == ("; progressive resizing: steps 1-710 on 16x16, steps 711-2,130 on "
+                                                    "24x24 batches, then 32x32")
+    assert step_costs(config, 8591, 0, 781) == pytest.approx(781 * (16 / 32) ** 2)  # a 16 px epoch: a quarter
+    assert progressive_phrase(resolve_config("paper"), 64000, 391) == ""
+    assert side_segments(resolve_config("paper"), 100) == [(0, 100, 32)]
+
+
+def test_settings_are_checked():
     with pytest.raises(UserError, match="at least 8 pixels"):
-        resolve_config("cpu", overrides={"progressive_sizes": [4]})
+        resolve_config("cpu", overrides={"progressive_sizes": [4], "progressive_until": [0.5]})
     with pytest.raises(UserError, match="list of integers"):
-        resolve_config("cpu", overrides={"progressive_sizes": [24.5]})
+        resolve_config("cpu", overrides={"progressive_sizes": [24.5], "progressive_until": [0.5]})
+    for until in ([0.5], [0.6, 0.5], [0.5, 1.5]):
+        with pytest.raises(UserError, match="one per size"):
+            resolve_config("cpu", overrides={"progressive_sizes": [16, 24], "progressive_until": until})
     with pytest.raises(UserError, match="fixed 8x8 average pooling"):
-        resolve_config("keras", overrides={"progressive_sizes": [24]})
+        resolve_config("keras", overrides={"progressive_sizes": [24], "progressive_until": [0.5]})
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1, fused=True)
     assert "progressive resizing" in unsupported_reason(optimizer, device=torch.device("cuda"), distributed=False,
                                                         checkpointing=False, deterministic=False, resizing=True)

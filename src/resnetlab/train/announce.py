@@ -11,6 +11,7 @@ import torch
 
 from resnetlab.errors import UserError
 from resnetlab.models import model_info
+from resnetlab.train.schedule import side_segments
 
 if TYPE_CHECKING:
     from resnetlab.train.config import TrainConfig
@@ -70,7 +71,7 @@ def startup_lines(run: Run) -> list[str]:
              f"device: {where}, {precision}, {layout}",
              f"data: {', '.join(sizes)} images of {config.image_size}x{config.image_size}",
              f"length: {total:,} steps of batch {config.batch_size} = {plural(config.num_epochs(per_epoch), 'epoch')} "
-             f"({per_epoch:,} steps each), evaluated after each epoch{progressive_phrase(config)}"]
+             f"({per_epoch:,} steps each), evaluated after each epoch{progressive_phrase(config, total, per_epoch)}"]
     if progress.step:
         lines.append(f"resuming at step {progress.step:,} (epoch {progress.epoch + 1})")
     warning = small_image_warning(config.model, config.image_size)
@@ -105,10 +106,10 @@ class EtaClock:
         step_s = elapsed / (step - self.start_step)
         remaining_steps = run.total_steps - step
         images_s = run.config.batch_size / step_s
-        train_s = step_s * sum(steps * relative_cost(run.config, epoch, run.progress.epoch)
-                               for epoch, steps in steps_by_epoch(run, step))
+        config, total = run.config, run.total_steps
+        train_s = step_s * step_costs(config, total, step, total) / step_costs(config, total, step - 1, step)
         epochs_left = run.config.num_epochs(run.steps_per_epoch) - run.progress.epoch
-        full_size_images_s = images_s * (run.config.train_side(run.progress.epoch) / run.config.image_size) ** 2
+        full_size_images_s = images_s * step_costs(config, total, step - 1, step)
         eval_s = epochs_left * self._eval_images() / (EVAL_SPEEDUP * full_size_images_s)
         self.log(f"speed: {images_s:,.0f} img/s after {elapsed:.0f} s; the rest of the run "
                  f"({remaining_steps:,} steps, {plural(epochs_left, 'evaluation')}) should take about "
@@ -122,7 +123,9 @@ class EtaClock:
         run = self.run
         epochs_left = run.config.num_epochs(run.steps_per_epoch) - run.progress.epoch
         if epochs_left > 0:
-            walls = [epoch_wall_s * relative_cost(run.config, epoch, run.progress.epoch - 1)
+            per_epoch, total = run.steps_per_epoch, run.total_steps
+            measured = step_costs(run.config, total, (run.progress.epoch - 1) * per_epoch, run.progress.epoch * per_epoch)
+            walls = [epoch_wall_s * step_costs(run.config, total, epoch * per_epoch, (epoch + 1) * per_epoch) / measured
                      for epoch in range(run.progress.epoch, run.progress.epoch + epochs_left)]
             each = (f"of about {duration(walls[0])} each" if max(walls) - min(walls) < 0.05 * max(walls)
                     else f"of about {duration(min(walls))} to {duration(max(walls))}")
@@ -130,32 +133,24 @@ class EtaClock:
                      f"done around {_clock(sum(walls))} ({duration(sum(walls))})")
 
 
-def progressive_phrase(config: TrainConfig) -> str:
-    """"; epochs 1-4 train on 24x24 batches, then 32x32" for progressive resizing, else ""."""
-    sides = config.progressive_sizes
-    if not sides:
-        return ""
-    runs: list[tuple[int, int, int]] = []  # (first epoch, last epoch, side), 1-based
-    for epoch, side in enumerate(sides, start=1):
-        if runs and runs[-1][2] == side:
-            runs[-1] = (runs[-1][0], epoch, side)
+def progressive_phrase(config: TrainConfig, total_steps: int, per_epoch: int) -> str:
+    """"; progressive resizing: epochs 1-2 on 16x16, epochs 3-6 on 24x24 batches, then 32x32" (steps where a
+    size does not start and end with an epoch), or ""."""
+    parts = []
+    for start, end, side in side_segments(config, total_steps)[:len(config.progressive_sizes)]:
+        first, last = start // per_epoch + 1, -(-end // per_epoch)
+        if start % per_epoch or (end % per_epoch and end != total_steps):
+            parts.append(f"steps {start + 1:,}-{end:,} on {side}x{side}")
         else:
-            runs.append((epoch, epoch, side))
-    parts = [f"epoch{'s' if first != last else ''} {first}{f'-{last}' if first != last else ''} on {side}x{side}"
-             for first, last, side in runs]
-    return f"; progressive resizing: {', '.join(parts)} batches, then {config.image_size}x{config.image_size}"
+            parts.append(f"epoch{'s' if last > first else ''} {first}{f'-{last}' if last > first else ''} on {side}x{side}")
+    return f"; progressive resizing: {', '.join(parts)} batches, then {config.image_size}x{config.image_size}" if parts else ""
 
 
-def relative_cost(config: TrainConfig, epoch: int, measured_epoch: int) -> float:
-    """A step of `epoch` in steps of `measured_epoch`: the cost of a step grows with the batch's pixels."""
-    return (config.train_side(epoch) / config.train_side(measured_epoch)) ** 2
-
-
-def steps_by_epoch(run: Run, step: int) -> list[tuple[int, int]]:
-    """(epoch, steps of it still to train) from `step` to the end of the run."""
-    per_epoch, total = run.steps_per_epoch, run.total_steps
-    return [(epoch, min(total, (epoch + 1) * per_epoch) - max(step, epoch * per_epoch))
-            for epoch in range(step // per_epoch, -(-total // per_epoch))]
+def step_costs(config: TrainConfig, total_steps: int, start: int, end: int) -> float:
+    """Steps start..end-1 in full-size steps: a step costs about (side / image_size)^2 of one (progressive
+    resizing; the pixels of the batch decide the cost of a step)."""
+    return sum((min(end, b) - max(start, a)) * (side / config.image_size) ** 2
+               for a, b, side in side_segments(config, total_steps) if min(end, b) > max(start, a))
 
 
 def _clock(seconds_from_now: float) -> str:

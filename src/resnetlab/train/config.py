@@ -69,9 +69,11 @@ class TrainConfig:
     augmentation: str = setting("crop_flip", "training augmentation (random_resized_crop: per image, streamed "
                                 "folders only; the others on the device)",
                                 choices=(*AUGMENTATIONS, *STREAM_AUGMENTATIONS))
-    progressive_sizes: list[int] = setting([], "progressive resizing: the side of the training batches in each of "
-                                           "the first epochs, e.g. 24,24,24,24 (later epochs: image_size); the "
-                                           "batch is resized on the device, evaluation stays at image_size")
+    progressive_sizes: list[int] = setting([], "progressive resizing: sides of the training batches before the full "
+                                           "image_size, e.g. 16,24 (resized on the device; evaluation stays at "
+                                           "image_size)")
+    progressive_until: list[float] = setting([], "progressive resizing: the fraction of training where each of "
+                                             "progressive_sizes ends, e.g. 0.18,0.55 (fractions, as milestones)")
     rotation_range: float = setting(20.0, "keras augmentation: ImageDataGenerator's rotation_range (degrees)")
     width_shift_range: float = setting(0.2, "keras augmentation: ImageDataGenerator's width_shift_range "
                                        "(fraction of the width)")
@@ -155,10 +157,6 @@ class TrainConfig:
     def num_epochs(self, steps_per_epoch: int) -> int:
         return math.ceil(self.total_steps(steps_per_epoch) / steps_per_epoch)
 
-    def train_side(self, epoch: int) -> int:
-        """The side of the training batches in `epoch` (0-based): progressive_sizes, then image_size."""
-        return self.progressive_sizes[epoch] if epoch < len(self.progressive_sizes) else self.image_size
-
     def validate(self) -> TrainConfig:
         """Refuse values no run can use, with one line that names the field."""
         checks = [
@@ -173,6 +171,11 @@ class TrainConfig:
             (self.steps_per_epoch >= 0, f"steps_per_epoch cannot be negative, got {self.steps_per_epoch}"),
             (all(side >= 8 for side in self.progressive_sizes),
              f"progressive sizes are sides of at least 8 pixels, got {self.progressive_sizes}"),
+            (len(self.progressive_until) == len(self.progressive_sizes)
+             and all(a < b <= 1 for a, b in zip([0.0, *self.progressive_until], self.progressive_until)),
+             "progressive_until gives, for each of progressive_sizes, the fraction of training where it ends: "
+             f"increasing, in (0, 1], one per size (got sizes {self.progressive_sizes}, until "
+             f"{self.progressive_until})"),
             (self.warmup_check_every > 0, f"warmup_check_every must be positive, got {self.warmup_check_every}"),
             (self.select_on == "test" or self.val_split > 0 or self.plateau_factor == 0,
              "a plateau schedule needs a validation split (--val-split N) or select_on = \"test\""),

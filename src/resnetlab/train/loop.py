@@ -53,7 +53,7 @@ from resnetlab.train.optim import build_optimizer, current_lr, set_lr
 from resnetlab.train.precision import choose_precision
 from resnetlab.train.run import EpochState, Run, save, summarize_run
 from resnetlab.train.runlog import Log, RunLog
-from resnetlab.train.schedule import WarmupState, effective_lr, monitored_value, warmup_applies
+from resnetlab.train.schedule import WarmupState, effective_lr, monitored_value, train_side, warmup_applies
 from resnetlab.train.step import LossWindow, NonFiniteLoss, StepFn, TrainingStopped, build_train_step, stop_requests
 
 __all__ = ["Log", "NonFiniteLoss", "Run", "TrainingStopped", "begin_epoch", "build_model", "build_optimizer",
@@ -179,7 +179,7 @@ def train_step(run: Run, images: torch.Tensor, labels: torch.Tensor, stop: threa
     The paper's warm-up counts every step and checks at its own cadence (``WarmupState``), not at these.
     Returns True when the epoch's loop should end (done, or a stop agreed on)."""
     config, progress, epoch = run.config, run.progress, run.epoch
-    images = resize_batch(images, config.train_side(progress.epoch))  # progressive resizing, else as it is
+    images = resize_batch(images, train_side(config, progress.step, run.total_steps))  # progressive resizing
     lr = effective_lr(config, progress.step, run.steps_per_epoch, run.warmup, run.plateau)
     set_lr(run.optimizer, lr)
     loss, correct = run.step_fn(images, labels)

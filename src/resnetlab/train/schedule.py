@@ -32,6 +32,24 @@ def keras_lr(epoch: int, base_lr: float = 1e-3) -> float:
     return lr
 
 
+def side_segments(config: TrainConfig, total_steps: int) -> list[tuple[int, int, int]]:
+    """Progressive resizing as (first step, end step, side) segments covering the run: each of
+    ``progressive_sizes`` until its fraction ``progressive_until`` of the steps, then ``image_size``. Fractions,
+    like the milestones, so that ``--epochs N`` shortens the whole schedule."""
+    segments, start = [], 0
+    for side, until in zip(config.progressive_sizes, config.progressive_until):
+        end = round(until * total_steps)
+        if end > start:
+            segments.append((start, end, side))
+        start = max(start, end)
+    return [*segments, (start, total_steps, config.image_size)] if start < total_steps else segments
+
+
+def train_side(config: TrainConfig, step: int, total_steps: int) -> int:
+    """The side of the training batch of ``step`` (counted from 0)."""
+    return next((side for _, end, side in side_segments(config, total_steps) if step < end), config.image_size)
+
+
 def scheduled_lr(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
     """The learning rate of ``step`` (counted from 0) before warm-up and plateau adjustments."""
     total = config.total_steps(steps_per_epoch)
