@@ -120,3 +120,18 @@ def test_the_flag_takes_integers(capsys):
         main(["train", "--progressive-sizes", "24,x", "--data", "synthetic"])
     assert exit_info.value.code == 2
     assert "expected integers separated by commas" in capsys.readouterr().err
+
+
+def test_the_end_estimate_scales_training_by_the_batch_pixels_and_keeps_evaluation_as_it_is():
+    from types import SimpleNamespace
+
+    from resnetlab.train.announce import EtaClock, duration
+
+    config = resolve_config("cpu", overrides={"epochs": 4, "progressive_sizes": [16], "progressive_until": [0.25]})
+    run = SimpleNamespace(config=config, progress=SimpleNamespace(step=10, epoch=1), steps_per_epoch=10,
+                          total_steps=40, eval_loaders={})
+    lines: list[str] = []
+    EtaClock(run, lines.append).epoch_end(30.0, 20.0)  # epoch 1 at 16 px: 20 s of steps, 10 s of evaluation
+    # each later epoch at 32 px: 10 s + 20 s * 4 = 90 s; three of them: 270 s (the whole wall * 4 would be 360 s)
+    assert f"3 more epochs of about {duration(90)} each" in lines[0]
+    assert lines[0].endswith(f"({duration(270)})") and duration(270) != duration(360)

@@ -115,7 +115,7 @@ class EtaClock:
                  f"({remaining_steps:,} steps, {plural(epochs_left, 'evaluation')}) should take about "
                  f"{duration(train_s + eval_s)}: done around {_clock(train_s + eval_s)}")
 
-    def epoch_end(self, epoch_wall_s: float) -> None:
+    def epoch_end(self, epoch_wall_s: float, training_s: float) -> None:
         """After the first complete epoch of this process: the estimate from a whole epoch, evaluation included."""
         if self.epoch_done:
             return
@@ -125,8 +125,9 @@ class EtaClock:
         if epochs_left > 0:
             per_epoch, total = run.steps_per_epoch, run.total_steps
             measured = step_costs(run.config, total, (run.progress.epoch - 1) * per_epoch, run.progress.epoch * per_epoch)
-            walls = [epoch_wall_s * step_costs(run.config, total, epoch * per_epoch, (epoch + 1) * per_epoch) / measured
-                     for epoch in range(run.progress.epoch, run.progress.epoch + epochs_left)]
+            fixed_s = max(0.0, epoch_wall_s - training_s)  # evaluation and checkpoint: at the full size always
+            walls = [fixed_s + training_s * step_costs(run.config, total, epoch * per_epoch, (epoch + 1) * per_epoch)
+                     / measured for epoch in range(run.progress.epoch, run.progress.epoch + epochs_left)]
             each = (f"of about {duration(walls[0])} each" if max(walls) - min(walls) < 0.05 * max(walls)
                     else f"of about {duration(min(walls))} to {duration(max(walls))}")
             self.log(f"eta: {epochs_left} more epoch{'' if epochs_left == 1 else 's'} {each} (evaluation included): "

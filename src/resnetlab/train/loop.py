@@ -271,7 +271,7 @@ def end_epoch(run: Run) -> None:
         save(run)
     run.log.row(progress.history, row, config.num_epochs(run.steps_per_epoch))
     if run.epoch.whole:
-        run.log.epoch_time(time.perf_counter() - wall_start)
+        run.log.epoch_time(time.perf_counter() - wall_start, row["epoch_seconds"])
 
 
 def stop_run(run: Run) -> None:

@@ -73,10 +73,10 @@ class RunLog:
             self.tensorboard.add(row)
         self.line(format_row(row, epochs))
 
-    def epoch_time(self, seconds: float) -> None:
-        """A whole epoch's wall time (evaluation included): the second estimate of the end."""
+    def epoch_time(self, seconds: float, training_seconds: float) -> None:
+        """A whole epoch's wall time (evaluation included) and its training steps' part: the second estimate."""
         if self.clock is not None:
-            self.clock.epoch_end(seconds)
+            self.clock.epoch_end(seconds, training_seconds)
 
     def close(self) -> None:
         self.end_epoch_steps()
