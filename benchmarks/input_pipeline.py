@@ -75,6 +75,10 @@ def resnetlab_loader(folder: Path, split: str, batch_size: int, workers: int, dr
     from resnetlab.data.normalize import fit_normalizer
     from resnetlab.data.pipeline import stream_splits
     from resnetlab.data.stream import StreamLoader
+    from resnetlab.train.environment import keep_freed_memory_for_reuse
+
+    if not torch.cuda.is_available():
+        keep_freed_memory_for_reuse()  # as `resnetlab train` on a CPU (train/loop.py: start_run)
 
     splits = stream_splits(str(folder), 224, "random_resized_crop" if split == "train" else "none")
     files = splits.train if split == "train" else splits.test

@@ -12,7 +12,7 @@ from resnetlab.cli import main
 from resnetlab.data.augment import resize_batch
 from resnetlab.errors import UserError
 from resnetlab.train import loop
-from resnetlab.train.announce import progressive_phrase, step_costs
+from resnetlab.train.announce import STEP_COST_EXPONENT, progressive_phrase, step_costs
 from resnetlab.train.checkpoint import list_checkpoints
 from resnetlab.train.config import resolve_config
 from resnetlab.train.graphs import unsupported_reason
@@ -95,7 +95,7 @@ def test_sizes_end_at_fractions_of_training_so_a_shorter_run_keeps_its_shape():
     assert side_segments(short, 5 * 781)[-1] == (2130, 3905, 32)
     assert progressive_phrase(short, 3905, 781) == ("; progressive resizing: steps 1-710 on 16x16, steps 711-2,130 on "
                                                     "24x24 batches, then 32x32")
-    assert step_costs(config, 8591, 0, 781) == pytest.approx(781 * (16 / 32) ** 2)  # a 16 px epoch: a quarter
+    assert step_costs(config, 8591, 0, 781) == pytest.approx(781 * 0.5 ** STEP_COST_EXPONENT)  # a 16 px epoch
     assert progressive_phrase(resolve_config("paper"), 64000, 391) == ""
     assert side_segments(resolve_config("paper"), 100) == [(0, 100, 32)]
 
@@ -132,6 +132,7 @@ def test_the_end_estimate_scales_training_by_the_batch_pixels_and_keeps_evaluati
                           total_steps=40, eval_loaders={})
     lines: list[str] = []
     EtaClock(run, lines.append).epoch_end(30.0, 20.0)  # epoch 1 at 16 px: 20 s of steps, 10 s of evaluation
-    # each later epoch at 32 px: 10 s + 20 s * 4 = 90 s; three of them: 270 s (the whole wall * 4 would be 360 s)
-    assert f"3 more epochs of about {duration(90)} each" in lines[0]
-    assert lines[0].endswith(f"({duration(270)})") and duration(270) != duration(360)
+    # each later epoch at 32 px: 10 s of evaluation + 20 s * 2^1.8 of steps; scaling the whole wall would say more
+    later = 10.0 + 20.0 * 2 ** STEP_COST_EXPONENT
+    assert f"3 more epochs of about {duration(later)} each" in lines[0]
+    assert lines[0].endswith(f"({duration(3 * later)})") and duration(3 * later) != duration(3 * 30 * 2 ** 1.8)

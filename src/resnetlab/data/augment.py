@@ -69,8 +69,8 @@ def augment(images: torch.Tensor, kind: str | KerasAugment, generator: torch.Gen
 def resize_batch(images: torch.Tensor, side: int) -> torch.Tensor:
     """A float (N, C, H, W) batch resized to side x side (antialiased bilinear), in its memory format.
 
-    Progressive resizing trains the first epochs on smaller images, which cost about (side / H)^2 of a step
-    (ResNet-20 on 2 CPU cores: 24 px trains 1.8x, 16 px 3x as many images per second as 32 px), as fast.ai's
+    Progressive resizing trains the first epochs on smaller images, which cost less per step (ResNet-20 on 2
+    CPU cores: 16 px trains 3.5x, 24 px 1.9x as many images per second as 32 px), as fast.ai's
     DAWNBench entries and FFCV's ImageNet configs do; the last epochs at the full size adapt the net to the
     size it is evaluated at (Touvron et al. 2019, "Fixing the train-test resolution discrepancy").
     """
