@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job from nothing: a virtual environment with resnetlab, then ResNet-20 trained on CIFAR-10. On a GPU
 # with the paper's recipe (64k iterations, minutes); on a CPU with the CPU recipe (recipes/cpu.toml: 11 epochs,
-# the first 6 on smaller images, under 30 minutes on 2 cores); then the test accuracy, also with flip test-time augmentation. Extra arguments go
-# to `resnetlab train` (e.g. --recipe paper, --epochs 5).
+# the first 6 on smaller images, under 30 minutes on 2 cores); then the test accuracy, also with flip test-time
+# augmentation. Extra arguments go to `resnetlab train` (e.g. --recipe paper, --epochs 5).
 # Data: $RESNETLAB_DATA if set, else the JPEG copy of CIFAR-10 beside this checkout (../shared/data), else the
 # official release, downloaded once into ~/.cache/resnetlab. Run it again and it continues where it stopped.
 set -euo pipefail

@@ -81,7 +81,7 @@ def test_resize_batch_keeps_the_memory_format_and_leaves_full_size_batches_alone
     assert small.shape == (2, 3, 24, 24) and small.is_contiguous(memory_format=torch.channels_last)
     assert resize_batch(batch.contiguous(), 16).is_contiguous()
     flat = torch.full((1, 3, 32, 32), 0.25)
-    assert torch.allclose(resize_batch(flat, 20), torch.full((1, 3, 20, 20), 0.25))  # antialiased: a mean
+    assert torch.allclose(resize_batch(flat, 20), torch.full((1, 3, 20, 20), 0.25))  # a constant stays constant
 
 
 def test_sizes_end_at_fractions_of_training_so_a_shorter_run_keeps_its_shape():
@@ -136,3 +136,9 @@ def test_the_end_estimate_scales_training_by_the_batch_pixels_and_keeps_evaluati
     later = 10.0 + 20.0 * 2 ** STEP_COST_EXPONENT
     assert f"3 more epochs of about {duration(later)} each" in lines[0]
     assert lines[0].endswith(f"({duration(3 * later)})") and duration(3 * later) != duration(3 * 30 * 2 ** 1.8)
+
+
+def test_a_run_that_ends_small_says_so():
+    config = resolve_config("cpu", overrides={"progressive_sizes": [16, 24], "progressive_until": [0.5, 1.0]})
+    assert side_segments(config, 100) == [(0, 50, 16), (50, 100, 24)]
+    assert progressive_phrase(config, 100, 10) == "; progressive resizing: epochs 1-5 on 16x16, epochs 6-10 on 24x24 batches"

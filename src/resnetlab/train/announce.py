@@ -11,7 +11,7 @@ import torch
 
 from resnetlab.errors import UserError
 from resnetlab.models import model_info
-from resnetlab.train.schedule import side_segments
+from resnetlab.train.schedule import progressive_segments, side_segments
 
 if TYPE_CHECKING:
     from resnetlab.train.config import TrainConfig
@@ -141,14 +141,17 @@ class EtaClock:
 def progressive_phrase(config: TrainConfig, total_steps: int, per_epoch: int) -> str:
     """"; progressive resizing: epochs 1-2 on 16x16, epochs 3-6 on 24x24 batches, then 32x32" (steps where a
     size does not start and end with an epoch), or ""."""
-    parts = []
-    for start, end, side in side_segments(config, total_steps)[:len(config.progressive_sizes)]:
+    parts, segments = [], progressive_segments(config, total_steps)
+    for start, end, side in segments:
         first, last = start // per_epoch + 1, -(-end // per_epoch)
         if start % per_epoch or (end % per_epoch and end != total_steps):
             parts.append(f"steps {start + 1:,}-{end:,} on {side}x{side}")
         else:
             parts.append(f"epoch{'s' if last > first else ''} {first}{f'-{last}' if last > first else ''} on {side}x{side}")
-    return f"; progressive resizing: {', '.join(parts)} batches, then {config.image_size}x{config.image_size}" if parts else ""
+    if not parts:
+        return ""
+    tail = f", then {config.image_size}x{config.image_size}" if segments[-1][1] < total_steps else ""
+    return f"; progressive resizing: {', '.join(parts)} batches{tail}"
 
 
 def step_costs(config: TrainConfig, total_steps: int, start: int, end: int) -> float:

@@ -32,16 +32,23 @@ def keras_lr(epoch: int, base_lr: float = 1e-3) -> float:
     return lr
 
 
-def side_segments(config: TrainConfig, total_steps: int) -> list[tuple[int, int, int]]:
-    """Progressive resizing as (first step, end step, side) segments covering the run: each of
-    ``progressive_sizes`` until its fraction ``progressive_until`` of the steps, then ``image_size``. Fractions,
-    like the milestones, so that ``--epochs N`` shortens the whole schedule."""
+def progressive_segments(config: TrainConfig, total_steps: int) -> list[tuple[int, int, int]]:
+    """Progressive resizing as (first step, end step, side) segments: each of ``progressive_sizes`` until its
+    fraction ``progressive_until`` of the steps. Fractions, like the milestones, so that ``--epochs N`` shortens
+    the whole schedule."""
     segments, start = [], 0
     for side, until in zip(config.progressive_sizes, config.progressive_until):
         end = round(until * total_steps)
         if end > start:
             segments.append((start, end, side))
         start = max(start, end)
+    return segments
+
+
+def side_segments(config: TrainConfig, total_steps: int) -> list[tuple[int, int, int]]:
+    """The progressive segments, then ``image_size`` to the end: the whole run."""
+    segments = progressive_segments(config, total_steps)
+    start = segments[-1][1] if segments else 0
     return [*segments, (start, total_steps, config.image_size)] if start < total_steps else segments
 
 
