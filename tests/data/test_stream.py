@@ -133,6 +133,41 @@ def test_resume_from_a_batch_gives_the_same_batches(tmp_path):
     assert len(resumed) == 2 and all(torch.equal(a, b) for a, b in zip(whole[2:], resumed))
 
 
+class WorkerPidFiles(ImageFiles):
+    """Labels replaced by the pid of the process that decoded the batch."""
+
+    def __getitems__(self, keys):
+        images, labels = super().__getitems__(keys)
+        return images, torch.full_like(labels, os.getpid())
+
+
+def test_workers_start_once_and_serve_every_epoch(tmp_path):
+    root = write_folder(tmp_path / "photos", {"train": 4, "test": 1})
+    splits = stream_splits(str(root), 16, "random_resized_crop", cache_dir=tmp_path / "cache")
+    files = splits.train
+    pid_files = WorkerPidFiles(files.root, files.paths, files.labels, files.transform, files.seed)
+    loader = eval_loader(pid_files, batch_size=2, seed=1, num_workers=2)
+    pids = [set(torch.cat([y for _, y in loader.epoch(epoch)]).tolist()) for epoch in range(3)]
+    assert len(pids[0]) == 2 and os.getpid() not in pids[0]
+    assert pids[0] == pids[1] == pids[2]  # the same two worker processes in every epoch
+    for epoch in range(3):  # and each epoch's batches are those of a loader made for that epoch alone
+        fresh = eval_loader(files, batch_size=2, seed=1, num_workers=2).epoch(epoch)
+        kept = eval_loader(files, batch_size=2, seed=1, num_workers=2)
+        for other in range(epoch):
+            list(kept.epoch(other))
+        assert all(torch.equal(a, b) for (a, _), (b, _) in zip(fresh, kept.epoch(epoch), strict=True))
+
+
+def test_two_epochs_read_at_once_each_get_their_own_batches(tmp_path):
+    root = write_folder(tmp_path / "photos", {"train": 4, "test": 1})
+    splits = stream_splits(str(root), 16, "random_resized_crop", cache_dir=tmp_path / "cache")
+    alone = [[x for x, _ in eval_loader(splits.train, batch_size=2, seed=1, num_workers=2).epoch(e)] for e in (0, 1)]
+    loader = eval_loader(splits.train, batch_size=2, seed=1, num_workers=2)
+    first, second = loader.epoch(0), loader.epoch(1)
+    interleaved = [(next(first)[0], next(second)[0]) for _ in range(len(loader))]
+    assert all(torch.equal(a, x) and torch.equal(b, y) for (a, b), x, y in zip(interleaved, *alone, strict=True))
+
+
 def test_a_bad_file_is_one_line_naming_it_even_from_a_worker(tmp_path):
     root = write_folder(tmp_path / "photos", {"train": 2, "test": 1})
     bad = root / "train" / "dog" / "001.png"

@@ -1,7 +1,9 @@
 """``resnetlab report``: experiments gathered into one Markdown document (relative links that resolve) and one
 self-contained HTML page; and the tables both are made of."""
 
+import json
 import re
+import shutil
 
 import pytest
 from experiment_checks import parse_markdown_table
@@ -46,6 +48,17 @@ def test_report_gathers_experiments(degradation_dir, tmp_path, capsys):
 def test_report_refuses_a_directory_without_an_experiment(tmp_path, capsys):
     assert main(["report", str(tmp_path), "-o", str(tmp_path / "r.md")]) == 2
     assert "experiment.json" in capsys.readouterr().err
+
+
+def test_report_tells_how_to_rewrite_results_of_an_older_version(degradation_dir, tmp_path, capsys):
+    old = tmp_path / "old"
+    shutil.copytree(degradation_dir, old, ignore=shutil.ignore_patterns("runs"))
+    record = json.loads((old / "experiment.json").read_text())
+    del record["report"]  # as written before results were kept as data
+    (old / "experiment.json").write_text(json.dumps(record))
+    assert main(["report", str(old), "-o", str(tmp_path / "r.md")]) == 2
+    err = capsys.readouterr().err
+    assert "older resnetlab" in err and record["arguments"]["command"] in err and len(err.splitlines()) == 1
 
 
 def test_html_subset_escapes_and_embeds(tmp_path):

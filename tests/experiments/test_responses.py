@@ -9,6 +9,9 @@ from experiment_checks import PNG_MAGIC, one_thread, read_csv, results_tables, v
 
 from resnetlab.cli import main
 from resnetlab.experiments import responses
+from resnetlab.experiments.comparison import too_short_to_judge
+from resnetlab.experiments.response_report import summary_table
+from resnetlab.experiments.response_report import verdict_lines as verdict_lines_of
 from resnetlab.experiments.responses import layer_response_stds, response_layers
 from resnetlab.models import create_model
 
@@ -75,10 +78,28 @@ def test_response_experiment_files_and_numbers(responses_dir):
     assert abs(mean - float(rows[0]["mean_std"])) < 1e-4
     assert sorted(int(r["rank_by_std"]) for r in per_layer) == list(range(1, 8))
     lines = verdict_lines(responses_dir)
+    steps = {json.loads(path.read_text())["step"] for path in (responses_dir / "models").glob("*8-*.json")}
+    assert len(steps) == 1  # plain-8 and ResNet-8 trained equally long: far too short to judge the paper's claim
     assert lines[0] == (f"ResNet-8 responses smaller than plain-8's (mean std over layers): "
-                        f"{'yes' if float(rows[1]['mean_std']) < float(rows[0]['mean_std']) else 'no'}, "
-                        f"{rows[1]['mean_std']} vs {rows[0]['mean_std']}")
-    assert lines[-1].startswith("ResNet-14 responses smaller than ResNet-8's")
+                        f"{too_short_to_judge(steps.pop())}, {rows[1]['mean_std']} vs {rows[0]['mean_std']}")
+    assert lines[-1].startswith("ResNet-14 responses smaller than ResNet-8's (mean std over layers): too short to judge")
+
+
+def test_response_verdicts_answer_for_nets_trained_long_enough():
+    def result(run, model, stds):
+        return {"run": run, "model": model, "layers": [{"std": s, "channel_std": s} for s in stds]}
+
+    results = [result("p20", "plain20", [1.0, 2.0]), result("r20", "resnet20", [0.5, 1.0]),
+               result("p56", "plain56", [1.0, 1.0]), result("r56", "resnet56", [2.0, 2.0])]
+    table = summary_table(results)
+    long_enough = verdict_lines_of(table, {"p20": 64_000, "r20": 64_000, "p56": 6_400, "r56": 6_400})
+    assert long_enough == ["ResNet-20 responses smaller than plain-20's (mean std over layers): yes, 0.7500 vs 1.5000",
+                           "ResNet-56 responses smaller than plain-56's (mean std over layers): no, 2.0000 vs 1.0000",
+                           "ResNet-56 responses smaller than ResNet-20's (mean std over layers): no, 2.0000 vs 0.7500"]
+    short = verdict_lines_of(table, {"p20": 64_000, "r20": 6_399, "p56": 6_400, "r56": 6_400})
+    assert short[0].endswith(f"{too_short_to_judge(6_399)}, 0.7500 vs 1.5000")
+    assert short[1].endswith(": no, 2.0000 vs 1.0000")
+    assert short[2].startswith("ResNet-56 responses smaller than ResNet-20's (mean std over layers): too short")
 
 
 def test_response_experiment_keeps_measured_runs(responses_dir, degradation_dir, monkeypatch, capsys):

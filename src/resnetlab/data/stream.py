@@ -112,6 +112,23 @@ def decode_sample(files: ImageFiles, count: int, seed: int = 0, num_workers: int
         return np.stack(list(pool.map(files.load, picks.tolist())))
 
 
+class _EpochBatches:
+    """The batch sampler of a ``StreamLoader``'s DataLoader: the (index, epoch) keys of the epoch being read.
+
+    A DataLoader iterates its batch sampler in the main process each time it is iterated, so pointing ``keys``
+    at the next epoch lets one DataLoader with persistent workers serve every epoch: the worker processes start
+    once per run instead of once per epoch (and per evaluation)."""
+
+    def __init__(self, keys: list[list[Key]]) -> None:
+        self.keys = keys
+
+    def __iter__(self) -> Iterator[list[Key]]:
+        return iter(self.keys)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
 class StreamLoader:
     """Batches of decoded files on the device, with the interface of ``DeviceLoader``.
 
@@ -119,7 +136,8 @@ class StreamLoader:
         files: the images and their transform (RandomResizedCrop + flip, or resize + centre crop).
         batch_size: images per batch on this rank.
         augmentation: device-side augmentation applied after the transform ("none", "crop_flip", "keras").
-        num_workers: DataLoader worker processes (0 decodes in this process; None: one per CPU).
+        num_workers: DataLoader worker processes, started once and kept for every epoch (0 decodes in this
+            process; None: one per CPU).
         prefetch: finished batches each worker may keep waiting.
     """
 
@@ -142,6 +160,9 @@ class StreamLoader:
         self.world_size = world_size
         self.num_workers = default_workers() if num_workers is None else num_workers
         self.prefetch = prefetch
+        self._batches = _EpochBatches([])
+        self._loader: torch.utils.data.DataLoader | None = None
+        self._loader_busy = False
 
     def __len__(self) -> int:
         """Batches per epoch on this rank."""
@@ -169,14 +190,30 @@ class StreamLoader:
     def _host_batches(self, keys: list[list[Key]]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if not keys:
             return
-        workers = min(self.num_workers, len(keys))
-        loader = torch.utils.data.DataLoader(
-            self.files, batch_sampler=keys, num_workers=workers, collate_fn=_as_batch,
-            pin_memory=self.device.type == "cuda", prefetch_factor=self.prefetch if workers else None)
-        for batch in loader:
-            if isinstance(batch, str):
-                raise DataError(batch)
-            yield batch
+        if self._loader_busy:
+            # another epoch of this loader is still being read (an unfinished generator): give this one its own
+            # workers rather than re-pointing the shared sampler under the other reader
+            loader = self._new_loader(_EpochBatches(keys), persistent=False)
+        else:
+            if self._loader is None:
+                self._loader = self._new_loader(self._batches, persistent=True)
+            self._batches.keys = keys
+            loader = self._loader
+        busy, self._loader_busy = self._loader_busy, True
+        try:
+            for batch in loader:
+                if isinstance(batch, str):
+                    raise DataError(batch)
+                yield batch
+        finally:
+            self._loader_busy = busy
+
+    def _new_loader(self, batches: _EpochBatches, persistent: bool) -> torch.utils.data.DataLoader:
+        workers = min(self.num_workers, self.num_batches)
+        return torch.utils.data.DataLoader(
+            self.files, batch_sampler=batches, num_workers=workers, collate_fn=_as_batch,
+            pin_memory=self.device.type == "cuda", prefetch_factor=self.prefetch if workers else None,
+            persistent_workers=persistent and workers > 0)
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield (x float32 (B, 3, H, W), y int64 (B,)) on the device for batches start_batch.. of `epoch`."""

@@ -33,6 +33,15 @@ PAPER_ITERATIONS = 64_000
 JUDGE_MIN_FRACTION = 0.1
 
 
+def too_short_to_judge(steps: int | None) -> str | None:
+    """The answer to a claim about nets trained ``steps`` iterations when that is too few to judge (the rule
+    above), else None."""
+    if steps is None or steps >= JUDGE_MIN_FRACTION * PAPER_ITERATIONS:
+        return None
+    return (f"too short to judge ({steps:,} iterations; a verdict needs at least "
+            f"{JUDGE_MIN_FRACTION * PAPER_ITERATIONS:,.0f}, a tenth of the paper's {PAPER_ITERATIONS:,})")
+
+
 @dataclass(frozen=True)
 class Claim:
     """``left`` group's error on ``split`` is ``relation`` (">" or "<") the ``right`` group's."""
@@ -53,10 +62,6 @@ class Verdict:
     steps: int | None = None  # the fewest iterations any run of the two groups trained
 
     @property
-    def too_short(self) -> bool:
-        return self.steps is not None and self.steps < JUDGE_MIN_FRACTION * PAPER_ITERATIONS
-
-    @property
     def holds(self) -> bool | None:
         if not self.left or not self.right:
             return None
@@ -65,9 +70,9 @@ class Verdict:
 
     @property
     def answer(self) -> str:
-        if self.too_short and self.holds is not None:
-            return (f"too short to judge ({self.steps:,} iterations; a verdict needs at least "
-                    f"{JUDGE_MIN_FRACTION * PAPER_ITERATIONS:,.0f}, a tenth of the paper's {PAPER_ITERATIONS:,})")
+        short = too_short_to_judge(self.steps)
+        if short and self.holds is not None:
+            return short
         return {True: "yes", False: "no", None: "unknown (missing numbers)"}[self.holds]
 
     def line(self) -> str:

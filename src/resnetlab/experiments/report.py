@@ -36,6 +36,9 @@ def build_report(exp_dirs: list[str | Path], output: str | Path = "report.md", h
     found = []
     for exp_dir in map(Path, exp_dirs):
         record = read_experiment(exp_dir)
+        if "report" not in record and record.get("status") == "finished":
+            raise UserError(f"{exp_dir}: its results were written by an older resnetlab that did not keep them as "
+                            f"data; rerun its command to rewrite them: {record.get('arguments', {}).get('command')}")
         if "report" not in record:
             raise UserError(f"{exp_dir}: no results yet (the experiment has not finished once; rerunning its command "
                             "writes them without retraining finished runs)")

@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from resnetlab.experiments.comparison import too_short_to_judge
 from resnetlab.experiments.figures import Series, plot_layer_panels
 from resnetlab.experiments.records import data_text, display_name, setup_rows
 from resnetlab.experiments.render import publish_results
@@ -38,25 +39,30 @@ def summary_table(results: list[dict[str, Any]]) -> Table:
     return table
 
 
-def verdict_lines(table: Table) -> list[str]:
-    """DRL's two observations, on the mean std over layers: ResNet < plain twin; deeper ResNet < shallower one."""
+def verdict_lines(table: Table, steps: dict[str, int]) -> list[str]:
+    """DRL's two observations, on the mean std over layers: ResNet < plain twin; deeper ResNet < shallower one.
+
+    They are about nets trained with the paper's schedule, so nets trained too few iterations (``steps``, per
+    run) get the degradation comparison's "too short to judge" (``comparison.too_short_to_judge``)."""
     first = {}
     for row in table.rows:
         first.setdefault(row["model"], row)
+
+    def line(a: dict[str, str], b: dict[str, str]) -> str:
+        holds = float(a["mean_std"]) < float(b["mean_std"])
+        answer = too_short_to_judge(min(steps[a["run"]], steps[b["run"]])) or ("yes" if holds else "no")
+        return (f"{a['label']} responses smaller than {b['label']}'s (mean std over layers): {answer}, "
+                f"{a['mean_std']} vs {b['mean_std']}")
+
     lines = []
     for model, row in first.items():
         info = model_info(model)
         twin = first.get(info.twin) if info.residual and info.twin else None
         if twin is not None:
-            holds = float(row["mean_std"]) < float(twin["mean_std"])
-            lines.append(f"{row['label']} responses smaller than {twin['label']}'s (mean std over layers): "
-                         f"{'yes' if holds else 'no'}, {row['mean_std']} vs {twin['mean_std']}")
+            lines.append(line(row, twin))
     resnets = sorted((m for m in first if model_info(m).family == "cifar_v1"), key=lambda m: model_info(m).depth)
     if len(resnets) > 1:
-        deep, shallow = first[resnets[-1]], first[resnets[0]]
-        holds = float(deep["mean_std"]) < float(shallow["mean_std"])
-        lines.append(f"{deep['label']} responses smaller than {shallow['label']}'s (mean std over layers): "
-                     f"{'yes' if holds else 'no'}, {deep['mean_std']} vs {shallow['mean_std']}")
+        lines.append(line(first[resnets[-1]], first[resnets[0]]))
     return lines or ["no plain/ResNet pair of the same depth and no two ResNet depths: nothing to compare"]
 
 
@@ -86,7 +92,7 @@ def write_response_report(exp_dir: Path, results: list[dict[str, Any]], record: 
     figure = plot_layer_panels([("in layer order", "layer index (3x3 layers, input to output)", in_order),
                                 ("sorted by magnitude", "rank (largest std first)", by_size)],
                                exp_dir / "responses.png", title, ylabel="std of the layer's response")
-    found = verdict_lines(table)
+    found = verdict_lines(table, {r["run"]: r["step"] for r in results})
     setup = [("runs", ", ".join(f"{r['run']} (step {r['step']})" for r in results)),
              ("images", f"the first {', '.join(map(str, images))} test images, eval mode (BN running statistics)")]
     publish_results(exp_dir, record, {
