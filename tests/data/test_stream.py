@@ -166,6 +166,11 @@ def test_two_epochs_read_at_once_each_get_their_own_batches(tmp_path):
     first, second = loader.epoch(0), loader.epoch(1)
     interleaved = [(next(first)[0], next(second)[0]) for _ in range(len(loader))]
     assert all(torch.equal(a, x) and torch.equal(b, y) for (a, b), x, y in zip(interleaved, *alone, strict=True))
+    stopped = loader.epoch(1)
+    next(stopped)
+    del stopped  # an epoch left after its first batch (an early stop): the next epoch still gets its own batches
+    again = [x for x, _ in loader.epoch(0)]
+    assert all(torch.equal(a, b) for a, b in zip(again, alone[0], strict=True))
 
 
 def test_a_bad_file_is_one_line_naming_it_even_from_a_worker(tmp_path):
