@@ -1,10 +1,15 @@
-"""Process settings the training loop applies: on a CPU, malloc keeps freed activation memory for reuse."""
+"""Process settings the training loop applies (on a CPU, malloc keeps freed activation memory for reuse) and the
+command it records."""
 
 import platform
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+import resnetlab
+from resnetlab.train.environment import command_line
 
 glibc = pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
                            reason="mallopt is glibc's")
@@ -47,3 +52,9 @@ def test_training_steps_stop_faulting_in_fresh_pages():
     # mmap threshold adapts to what was freed before, so the count varies from process to process)
     assert default > 100
     assert kept < default / 20
+
+
+def test_the_recorded_command_is_one_a_user_can_type_again():
+    main_file = str(Path(resnetlab.__file__).with_name("__main__.py"))
+    assert command_line([main_file, "train", "--out", "runs/a b"]) == "python -m resnetlab train --out 'runs/a b'"
+    assert command_line(["/opt/venv/bin/resnetlab", "eval", "runs/x"]) == "/opt/venv/bin/resnetlab eval runs/x"

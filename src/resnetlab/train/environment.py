@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import platform
 import random
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -72,6 +73,15 @@ def git_revision() -> str:
     except (OSError, subprocess.TimeoutExpired):
         return ""
     return result.stdout.strip() if result.returncode == 0 else ""
+
+
+def command_line(argv: list[str] | None = None) -> str:
+    """This process's command as a user would type it again: ``python -m resnetlab ...`` rather than the path of
+    the package's ``__main__.py`` that ``-m`` leaves in ``sys.argv[0]`` (a path of one machine, in the records)."""
+    argv = list(sys.argv if argv is None else argv)
+    if argv and Path(argv[0]).name == "__main__.py" and Path(argv[0]).parent.name == "resnetlab":
+        argv[:1] = ["python", "-m", "resnetlab"]
+    return shlex.join(argv)
 
 
 def describe_environment(device: torch.device) -> dict[str, Any]:

@@ -22,8 +22,6 @@ finds the exact step of a non-finite loss).
 
 from __future__ import annotations
 
-import shlex
-import sys
 import threading
 import time
 from contextlib import nullcontext
@@ -42,8 +40,8 @@ from resnetlab.train import distributed
 from resnetlab.train.build import build_model, load_data, restore
 from resnetlab.train.checkpoint import clean_temporary, list_checkpoints, load_latest
 from resnetlab.train.config import TrainConfig, resume_config, to_toml
-from resnetlab.train.environment import (describe_environment, keep_freed_memory_for_reuse, pick_device,
-                                         seed_everything)
+from resnetlab.train.environment import (command_line, describe_environment, keep_freed_memory_for_reuse,
+                                         pick_device, seed_everything)
 from resnetlab.train.evaluate import evaluate
 from resnetlab.train.finetune import prepare_model
 from resnetlab.train.graphs import graphed_if_supported
@@ -130,7 +128,7 @@ def start_run(config: TrainConfig, run_dir: str | Path, *, resume: bool = True,
     elif dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.toml", to_toml(config.to_dict()))
-        write_json(run_dir / "environment.json", {**describe_environment(device), "command": shlex.join(sys.argv),
+        write_json(run_dir / "environment.json", {**describe_environment(device), "command": command_line(),
                                                   "seed": config.seed, "precision": precision.to_dict(),
                                                   "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     run.train_model = torch.compile(model) if config.compile else model
