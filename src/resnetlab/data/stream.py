@@ -99,6 +99,14 @@ def load_image(path: Path, transform: ImageTransform, rng: np.random.Generator |
         raise DataError(f"cannot decode image {path}: {one_line(err)}") from err
 
 
+def _checked(loader: torch.utils.data.DataLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The loader's batches, with a worker's error message raised here as one DataError."""
+    for batch in loader:
+        if isinstance(batch, str):
+            raise DataError(batch)
+        yield batch
+
+
 def _as_batch(batch: tuple[torch.Tensor, torch.Tensor] | str) -> tuple[torch.Tensor, torch.Tensor] | str:
     """collate_fn: ``__getitems__`` already made the batch."""
     return batch
@@ -193,20 +201,16 @@ class StreamLoader:
         if self._loader_busy:
             # another epoch of this loader is still being read (an unfinished generator): give this one its own
             # workers rather than re-pointing the shared sampler under the other reader
-            loader = self._new_loader(_EpochBatches(keys), persistent=False)
-        else:
-            if self._loader is None:
-                self._loader = self._new_loader(self._batches, persistent=True)
-            self._batches.keys = keys
-            loader = self._loader
-        busy, self._loader_busy = self._loader_busy, True
+            yield from _checked(self._new_loader(_EpochBatches(keys), persistent=False))
+            return
+        if self._loader is None:
+            self._loader = self._new_loader(self._batches, persistent=True)
+        self._batches.keys = keys
+        self._loader_busy = True
         try:
-            for batch in loader:
-                if isinstance(batch, str):
-                    raise DataError(batch)
-                yield batch
+            yield from _checked(self._loader)
         finally:
-            self._loader_busy = busy
+            self._loader_busy = False
 
     def _new_loader(self, batches: _EpochBatches, persistent: bool) -> torch.utils.data.DataLoader:
         workers = min(self.num_workers, self.num_batches)
