@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job from nothing: a virtual environment with resnetlab, then ResNet-20 trained on CIFAR-10. On a GPU
 # with the paper's recipe (64k iterations, minutes); on a CPU with the CPU recipe (recipes/cpu.toml: 11 epochs,
-# the first 6 on smaller images, about 30 minutes on 2 cores); then the test accuracy, also with flip test-time
-# augmentation. Extra arguments go to `resnetlab train` (e.g. --recipe paper, --epochs 5).
+# the first 6 on smaller images, about 30 minutes on 2 cores, 8 with native bf16); then the test accuracy, also
+# with flip test-time augmentation. Extra arguments go to `resnetlab train` (e.g. --recipe paper, --epochs 5).
 # Data: $RESNETLAB_DATA if set, else the JPEG copy of CIFAR-10 beside this checkout (../shared/data), else the
 # official release, downloaded once into ~/.cache/resnetlab. Run it again and it continues where it stopped.
 set -euo pipefail
@@ -39,7 +39,8 @@ if [ -z "$recipe" ]; then
         recipe=cpu
         echo "quickstart: no GPU found, so ResNet-20 trains with the CPU recipe (resnetlab recipes: cpu):"
         echo "  11 epochs of one-cycle SGD on all 50k images, the first 6 resized to 16 and 24 px (progressive"
-        echo "  resizing), the last 5 at 32 px: about 30 minutes on 2 idle cores."
+        echo "  resizing), the last 5 at 32 px: about 30 minutes on 2 idle cores, about 8 where the processor"
+        echo "  computes bf16 natively (AVX512-BF16 or AMX: --amp auto then trains in bf16)."
         echo "  The paper's full recipe (64k iterations: about 7 hours on such a CPU, minutes on a GPU):"
         echo "      bash scripts/quickstart.sh --recipe paper"
     fi

@@ -23,18 +23,29 @@ cpu family\t: 25
 model name\t: AMD EPYC 7B13
 flags\t\t: fpu sse2 avx avx2 fma f16c bmi2 sha_ni vaes
 """
+EPYC_ZEN5_VM = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 26
+model\t\t: 2
+model name\t: AMD EPYC
+flags\t\t: fpu sse2 avx avx2 fma avx512f avx512dq avx512bw avx512vl avx_vnni avx512_bf16 avx512_vnni
+processor\t: 1
+cpu family\t: 99
+"""  # AVX512-BF16 without AMX; a VM that names the processor only "AMD EPYC"
 COOPER_LAKE_LIKE = "model name\t: Intel Xeon\nflags\t\t: avx2 avx512f avx512_bf16\n"  # AVX512-BF16, no AMX
 SKYLAKE_X = "model name\t: Intel Xeon Gold 6148\nflags\t\t: avx2 fma avx512f avx512bw avx512_vnni\n"  # no bf16
 
 
 def facts(text: str, capability: str = "AVX2", onednn_bf16: bool | None = None) -> CpuFacts:
     """What cpu_facts() would say on that machine (oneDNN has a bf16 path from AVX512-BW on)."""
-    model, flags = parse_cpuinfo(text)
-    return CpuFacts(model, capability, flags, "avx512f" in flags if onednn_bf16 is None else onednn_bf16)
+    model, generation, flags = parse_cpuinfo(text)
+    return CpuFacts(model, capability, flags, "avx512f" in flags if onednn_bf16 is None else onednn_bf16,
+                    generation)
 
 
 @pytest.mark.parametrize(("text", "native"), [(SAPPHIRE_RAPIDS, True), (COOPER_LAKE_LIKE, True),
-                                              (EPYC_MILAN, False), (SKYLAKE_X, False)])
+                                              (EPYC_ZEN5_VM, True), (EPYC_MILAN, False),
+                                              (SKYLAKE_X, False)])
 def test_auto_picks_bf16_exactly_where_the_cpu_has_native_bf16(text, native):
     chosen = choose_precision("auto", "cpu", facts(text, "AVX512" if "avx512f" in text else "AVX2"))
     assert chosen.bf16 is native and chosen.name == ("bf16" if native else "fp32")
@@ -62,6 +73,11 @@ def test_cpuinfo_parsing_and_the_line_bench_prints():
     assert cpu.describe().endswith("(torch AVX512; avx2 fma avx512f avx512_vnni amx_bf16 avx512_bf16 amx_tile; "
                                    "native bf16)")
     assert facts(EPYC_MILAN).describe() == "AMD EPYC 7B13 (torch AVX2; avx2 fma; no native bf16)"
+    zen5 = facts(EPYC_ZEN5_VM, "AVX512")
+    assert zen5.generation == "family 26 model 2"  # the first processor's, not the next one's
+    assert zen5.describe() == ("AMD EPYC, family 26 model 2 (torch AVX512; avx2 fma avx512f avx512_vnni "
+                               "avx512_bf16; native bf16)")
+    assert zen5.to_dict()["cpu_generation"] == "family 26 model 2"
 
 
 def test_this_machines_facts_are_read():
