@@ -12,7 +12,6 @@ import pytest
 
 from resnetlab import cli_checks
 from resnetlab.cli import main
-from resnetlab.train.precision import choose_precision
 from resnetlab.train.announce import small_image_warning
 
 TINY = ["--model", "resnet8", "--epochs", "2", "--batch-size", "16", "--val-split", "12", "--quiet"]
@@ -191,7 +190,8 @@ def test_startup_says_what_happens_and_no_bar_outside_a_terminal(tmp_path, tiny_
     assert "\r" not in out and "it/s" not in out
     assert "first load: reading and decoding" in out and "decoded" in out and "cached in" in out
     assert "model: resnet8, 74,835 parameters, 3 classes" in out
-    precision = "bf16 autocast" if choose_precision("auto", "cpu").bf16 else "fp32"  # --amp auto, by the processor
+    recorded = json.loads((tmp_path / "r" / "environment.json").read_text())["precision"]  # --amp auto's choice
+    precision = "bf16 autocast" if recorded["bf16"] else "fp32"
     assert "device: cpu (" in out and f", {precision}, channels_last" in out
     assert "length: 6 steps of batch 24 = 2 epochs (3 steps each)" in out
     assert [line.split(" |")[0] for line in out.splitlines() if line.startswith("epoch ")] == ["epoch 1/2",

@@ -7,7 +7,6 @@ import pytest
 from PIL import Image
 
 from resnetlab.cli import main
-from resnetlab.train.precision import choose_precision
 
 TINY = ["--model", "resnet8", "--epochs", "2", "--batch-size", "16", "--val-split", "12", "--quiet"]
 
@@ -43,7 +42,7 @@ def test_eval_with_folded_batchnorm_reproduces_the_training_runs_test_figures(tr
     selected = json.loads((trained_run / "results.json").read_text())["selected_epoch"]
     rows = [json.loads(line) for line in (trained_run / "history.jsonl").read_text().splitlines()]
     (row,) = [row for row in rows if row["epoch"] == selected and not row.get("partial")]
-    bf16 = choose_precision("auto", "cpu").bf16
+    bf16 = json.loads((trained_run / "environment.json").read_text())["precision"]["bf16"]  # what auto picked
     assert report["accuracy"] == pytest.approx(row["test_acc"], abs=1 / report["images"] if bf16 else 1e-9)
     assert report["loss"] == pytest.approx(row["test_loss"], rel=1e-2 if bf16 else 1e-5)
 

@@ -5,8 +5,8 @@ only here. On CUDA it is bf16 where the GPU has bf16 units (Ampere and later). O
 processor multiplies bf16 natively, with AMX-BF16 tiles or AVX512-BF16 instructions (Intel Cooper Lake, Sapphire
 Rapids and later; AMD Zen 4 and later): there, oneDNN's bf16 convolutions ran ResNet-20 training 1.7x and inference
 2.7x faster than fp32 on a Sapphire Rapids Xeon, 1.4x and 1.9x on a Zen 5 EPYC, where a whole 11-epoch CIFAR-10 run
-took 1.41x less time at the same accuracy (benchmarks/README.md). Without them (AVX2-only processors, older AVX-512 ones) PyTorch
-emulates bf16 by converting to fp32 and back, which is slower than fp32 itself, so ``auto`` stays fp32.
+took 1.41x less time at the same accuracy (benchmarks/README.md). Without them (AVX2-only processors, older AVX-512
+ones) PyTorch emulates bf16 by converting to fp32 and back, which is slower than fp32 itself, so ``auto`` stays fp32.
 ``--amp bf16`` or ``--amp off`` force either. ``autocast_context`` is the one place the choice is applied
 (training step, evaluation, inference, bench).
 """
