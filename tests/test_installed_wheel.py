@@ -1,6 +1,7 @@
 """resnetlab as a user installs it: the built wheel, not the source tree. Everything the commands need (the
 recipes, the typical-pipeline baseline of ``bench``) must be inside the package."""
 
+import importlib.metadata
 import os
 import subprocess
 import sys
@@ -16,15 +17,20 @@ ROOT = Path(__file__).parents[1]
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    try:
-        import setuptools  # noqa: F401  (build with it offline; else pip fetches the build backend)
-        isolation = ["--no-build-isolation"]
-    except ImportError:
-        isolation = []
+    # Offline, build with the environment's setuptools when it is new enough for pyproject.toml's build-system;
+    # else pip fetches the build backend into an isolated environment.
+    isolation = ["--no-build-isolation"] if _setuptools_major() >= 68 else []
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", *isolation, "--quiet", "-w", str(out),
                     str(ROOT)], check=True, timeout=600, env=_clean_env())
     (built,) = out.glob("resnetlab-*.whl")
     return built
+
+
+def _setuptools_major() -> int:
+    try:
+        return int(importlib.metadata.version("setuptools").split(".")[0])
+    except importlib.metadata.PackageNotFoundError:
+        return 0
 
 
 def _clean_env() -> dict[str, str]:
