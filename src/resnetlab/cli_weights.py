@@ -15,6 +15,7 @@ def cmd_publish(args: argparse.Namespace) -> None:
 
 
 def cmd_weights(args: argparse.Namespace) -> None:
+    from resnetlab.models.registry import model_info
     from resnetlab.models.weights import get_weights, list_weights, weight_folders
 
     names = list_weights(args.model)
@@ -28,8 +29,11 @@ def cmd_weights(args: argparse.Namespace) -> None:
         return
     for weights in records:
         record = weights.record
-        print(f"{weights.name:<22} test accuracy {100 * record['test_acc']:.2f}%  recipe {record['recipe']}  "
-              f"data: {record['data']}")
+        paper = model_info(weights.model).paper_error
+        versus = f" (paper {100 - paper:.2f}%)" if paper is not None and record.get("tag") == "cifar10" else ""
+        print(f"{weights.name:<22} test accuracy {100 * record['test_acc']:.2f}%{versus}  recipe {record['recipe']}  "
+              f"data: {record['data']}  trained on: {record.get('trained_on') or 'not recorded'}"
+              + (f", {record['precision']}" if record.get("precision") else ""))
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:

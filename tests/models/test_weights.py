@@ -9,6 +9,7 @@ import torch
 from resnetlab.cli import main
 from resnetlab.errors import UserError
 from resnetlab.models import create_model
+from resnetlab.models import weights as weights_module
 from resnetlab.models.weights import INDEX_FILE, PACKAGE_WEIGHTS, file_sha256, get_weights, list_weights, read_index
 from resnetlab.train.checkpoint import list_checkpoints, load_checkpoint
 from resnetlab.train.config import resolve_config
@@ -16,6 +17,7 @@ from resnetlab.train.loop import fit
 from resnetlab.train.publish import publish, recipe_of
 
 REPO = Path(__file__).resolve().parents[2]
+ARCHIVE = REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.xz"
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +32,8 @@ def finished_run(tmp_path_factory, tiny_data):
 
 @pytest.fixture
 def weights_dir(tmp_path, monkeypatch, finished_run):
+    """The tiny run published into a folder of its own, the only weights searched (not the package's)."""
+    monkeypatch.setattr(weights_module, "PACKAGE_WEIGHTS", tmp_path / "no-package-weights")
     folder = tmp_path / "weights"
     publish(finished_run, "tiny", folder, data_description="a tiny test folder", log=lambda _: None)
     monkeypatch.setenv("RESNETLAB_WEIGHTS", str(folder))
@@ -116,18 +120,38 @@ def test_publish_command_and_weights_listing(finished_run, tmp_path, monkeypatch
 
 
 def test_the_package_index_is_consistent():
-    """Every file the package publishes exists with its recorded sha256 and says what it was trained on."""
+    """Every file the package publishes exists with its recorded sha256, says what it was trained on, names no
+    path of the machine that published it, and loads by name into the model it records."""
     for name, record in read_index(PACKAGE_WEIGHTS).items():
         assert (PACKAGE_WEIGHTS / record["file"]).is_file(), name
         assert file_sha256(PACKAGE_WEIGHTS / record["file"]) == record["sha256"], name
-        assert record["data"] and record["recipe"] and 0 < record["test_acc"] <= 1, name
+        assert record["data"] and record["recipe"] and record["trained_on"] and 0 < record["test_acc"] <= 1, name
+        assert "/" not in record["data_source"], name
+        model = create_model(record["model"], weights=record["tag"])
+        assert sum(p.numel() for p in model.parameters()) == record["params"], name
+        assert get_weights(record["model"], record["tag"]).load()[1]["published"]["config"]["model"] == record["model"]
     assert (PACKAGE_WEIGHTS / INDEX_FILE).is_file()
 
 
-def test_a_published_file_can_be_published_again_elsewhere_keeping_its_record(weights_dir, tmp_path):
+@pytest.mark.slow
+@pytest.mark.skipif(not ARCHIVE.exists(), reason=f"{ARCHIVE} not present")
+@pytest.mark.parametrize("name", sorted(read_index(PACKAGE_WEIGHTS)))
+def test_eval_of_each_package_weight_reproduces_its_recorded_accuracy(name, capsys):
+    """What the README promises: `resnetlab eval resnet20.cifar10 --data <the JPEG archive>` gives the number
+    the index records, exactly (the same fp32, BatchNorm-folded evaluation on the CPU)."""
+    assert main(["eval", name, "--data", str(ARCHIVE), "--device", "cpu", "--amp", "off", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["images"] == report["recorded"]["test_images"] == 10_000
+    assert report["accuracy"] == report["recorded"]["test_acc"]
+
+
+def test_a_published_file_can_be_published_again_elsewhere_keeping_its_record(weights_dir, tmp_path, tiny_data):
     """What a GPU session's files go through: measured again on this machine's CPU, recipe and data kept."""
     first = read_index(weights_dir)["resnet20.tiny"]
-    again = publish(weights_dir / first["file"], "tiny", tmp_path / "again", log=lambda _: None)
+    assert first["data_source"] == "tiny"  # the folder's name, not a path of the machine that published it
+    with pytest.raises(UserError, match="give that data with --data"):
+        publish(weights_dir / first["file"], "tiny", tmp_path / "again", log=lambda _: None)
+    again = publish(weights_dir / first["file"], "tiny", tmp_path / "again", data=str(tiny_data), log=lambda _: None)
     assert again.record["test_acc"] == first["test_acc"] and again.record["eval_device"] == "cpu"
     assert again.record["recipe"] == first["recipe"] and again.record["data"] == first["data"]
     assert again.record["training_final_test_acc"] == first["training_final_test_acc"]

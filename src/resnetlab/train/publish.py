@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import save_file
 
 import resnetlab
+from resnetlab.data.sources import NAMED_SOURCES
 from resnetlab.errors import UserError
 from resnetlab.files import atomic_path, atomic_write_text
 from resnetlab.models.weights import (INDEX_FILE, INDEX_FORMAT, PACKAGE_WEIGHTS, PublishedWeights, file_sha256,
@@ -30,6 +31,7 @@ from resnetlab.train.inference import evaluate_checkpoint, load_trained
 # Fields that do not change what is trained (or only where it runs), left out when naming a config's recipe.
 NOT_RECIPE = {"model", "seed", "data", "device", "tensorboard", "log_every", "eval_every", "checkpoint_every",
               "keep_checkpoints", "cuda_graphs", "compile", "deterministic", "shortcut"}
+BATCHNORM_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")  # state, not parameters
 EVAL_SETTINGS = "final weights, whole test split, fp32, BatchNorm folded, channels_last (as resnetlab eval)"
 
 
@@ -72,6 +74,23 @@ def data_sha256(data: str) -> str | None:
     return digest.hexdigest()
 
 
+def portable_data(data: str) -> str:
+    """How a published file names its data: a file by its name (its sha256 is recorded beside it), not by a path
+    that only exists on the machine that published it; a named dataset (``cifar10``) as it is."""
+    path = Path(data)
+    return path.name if path.exists() else data
+
+
+def trained_on(environment: dict[str, Any]) -> str | None:
+    """The hardware a run trained on, in words: the GPU, or the processor with its generation and threads."""
+    if environment.get("gpu"):
+        return str(environment["gpu"])
+    if environment.get("device") != "cpu" or not environment.get("cpu_model"):
+        return environment.get("device")
+    generation = f" ({environment['cpu_generation']})" if environment.get("cpu_generation") else ""
+    return f"cpu: {environment['cpu_model']}{generation}, {environment.get('cpu_threads', '?')} threads"
+
+
 def publish(source: str | Path, tag: str = "cifar10", weights_dir: str | Path | None = None, *,
             data: str | None = None, data_description: str = "", device: str = "cpu",
             log=print) -> PublishedWeights:
@@ -84,9 +103,13 @@ def publish(source: str | Path, tag: str = "cifar10", weights_dir: str | Path | 
     metadata = {key: value for key, value in checkpoint.metadata.items() if key != "published"}
     earlier = checkpoint.metadata.get("published", {})
     config = checkpoint.state["config"] if checkpoint.state else earlier.get("config", {})
-    data = data or metadata.get("data") or None
+    stored = metadata.get("data") or None
+    data = data or stored
     if data is None:
         raise UserError(f"{checkpoint_path} does not say which data it was trained on; give --data")
+    if data == stored and not Path(data).exists() and data.lower() not in NAMED_SOURCES:
+        raise UserError(f"{checkpoint_path} was trained on {data}, which is not here; give that data with --data "
+                        "PATH to measure its test accuracy")
 
     trained = load_trained(checkpoint_path, device, fold_bn=True)
     log(f"measuring {metadata['model']} on the test split of {data} ({device})")
@@ -95,17 +118,21 @@ def publish(source: str | Path, tag: str = "cifar10", weights_dir: str | Path | 
     last = next((row for row in reversed(history) if not row.get("partial")), {})
     environment_file = source / "environment.json"
     environment = json.loads(environment_file.read_text()) if environment_file.exists() else {}
+    named_data = portable_data(str(data))
+    metadata["data"] = named_data
+    config = {**config, "data": named_data} if "data" in config else config
     record = {
         "model": metadata["model"], "tag": tag, "model_kwargs": metadata.get("model_kwargs", {}),
-        "params": sum(t.numel() for k, t in checkpoint.model_state.items() if not k.endswith("num_batches_tracked")),
+        "params": sum(t.numel() for k, t in checkpoint.model_state.items() if not k.endswith(BATCHNORM_BUFFERS)),
         "recipe": recipe_of(config) if config else earlier.get("recipe", "unknown"),
-        "data": data_description or earlier.get("data", "") or str(data), "data_source": str(data),
+        "data": data_description or earlier.get("data", "") or named_data, "data_source": named_data,
         "data_sha256": data_sha256(str(data)) or earlier.get("data_sha256"),
         "normalization": config.get("normalization", earlier.get("normalization", "")),
         "test_acc": result.accuracy, "test_images": result.count, "eval_device": str(device),
         "eval_settings": EVAL_SETTINGS, "steps": metadata.get("step"),
         "training_final_test_acc": last.get("test_acc", earlier.get("training_final_test_acc")),
-        "trained_on": environment.get("gpu") or environment.get("device") or earlier.get("trained_on"),
+        "trained_on": trained_on(environment) or earlier.get("trained_on"),
+        "precision": environment.get("precision", {}).get("precision") or earlier.get("precision"),
         "published": time.strftime("%Y-%m-%d"), "resnetlab": resnetlab.__version__, "torch": torch.__version__,
     }
     folder = Path(weights_dir) if weights_dir else PACKAGE_WEIGHTS
