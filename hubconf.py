@@ -1,7 +1,7 @@
 """torch.hub entry points: every registered resnetlab model, with its published weights where there are some.
 
-    model = torch.hub.load("PATH/TO/resnetlab", "resnet56", weights="cifar10", source="local")
-    model = torch.hub.load("OWNER/resnetlab", "resnet56", weights="cifar10")   # from GitHub
+    model = torch.hub.load("PATH/TO/resnetlab", "resnet20", weights="cifar10", source="local")
+    model = torch.hub.load("OWNER/resnetlab", "resnet20", weights="cifar10")   # from GitHub
 
 ``weights=None`` (the default) gives an untrained model; other keyword arguments go to ``create_model``.
 ``torch.hub.list(...)`` names the models, ``resnetlab weights`` (or ``resnetlab.models.weights.list_weights()``)
