@@ -24,8 +24,7 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
     disk and renamed to ``path``, otherwise it is deleted and ``path`` is left as it was.
 
     The temporary name keeps ``path``'s suffix (``suffix`` overrides it): matplotlib and numpy choose the format
-    from it. The file gets the permissions of a normally created one (mkstemp's 0600 would hide run records from
-    other users).
+    from it. The file gets the permissions of a normally created one (``usual_permissions``).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -33,15 +32,27 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
                                 dir=path.parent)
     os.close(fd)
     temporary = Path(name)
-    umask = os.umask(0)
-    os.umask(umask)
     try:
-        os.chmod(temporary, 0o666 & ~umask)
         yield temporary
+        usual_permissions(temporary)
         fsync_tree(temporary)
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)  # gone already after a successful rename
+
+
+def usual_permissions(path: Path) -> None:
+    """Give a file, or a directory and the files directly in it, the mode that ``open`` and ``mkdir`` would under
+    the process's umask. ``mkstemp``/``mkdtemp`` create 0600/0700, and safetensors' ``save_file`` writes 0600 even
+    over a file that had other bits, so without this a checkpoint or a published weight file is unreadable to
+    everyone but its owner (another user of a shared machine, a container running as another uid)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for item in [*path.iterdir(), path] if path.is_dir() else [path]:
+        if item.is_dir():
+            os.chmod(item, 0o777 & ~umask)
+        elif item.is_file():
+            os.chmod(item, 0o666 & ~umask)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

@@ -30,7 +30,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from resnetlab.errors import CheckpointError
-from resnetlab.files import fsync_tree
+from resnetlab.files import fsync_tree, usual_permissions
 
 FORMAT = "resnetlab-checkpoint/1"
 MODEL_FILE = "model.safetensors"
@@ -67,6 +67,7 @@ def save_checkpoint(run_dir: Path, kind: str, model_state: dict[str, torch.Tenso
         temporary = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder))
         save_file(tensors, temporary / MODEL_FILE, metadata={"format": FORMAT, "resnetlab": json.dumps(metadata)})
         torch.save({**state, "format": FORMAT, "step": int(metadata["step"])}, temporary / STATE_FILE)
+        usual_permissions(temporary)
         fsync_tree(temporary)
         if final.exists():  # the same step saved again (e.g. a stop request right after an epoch's checkpoint)
             final.rename(stale)  # a kill before the next line leaves .old-*, which clean_temporary puts back
