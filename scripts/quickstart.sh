@@ -41,7 +41,7 @@ if [ -z "$recipe" ]; then
         echo "  11 epochs of one-cycle SGD on all 50k images, the first 6 resized to 16 and 24 px (progressive"
         echo "  resizing), the last 5 at 32 px: about 30 minutes on 2 idle cores, about 8 where the processor"
         echo "  computes bf16 natively (AVX512-BF16 or AMX: --amp auto then trains in bf16)."
-        echo "  The paper's full recipe (64k iterations: about 7 hours on such a CPU, minutes on a GPU):"
+        echo "  The paper's full recipe (64k iterations: about 7 hours on 2 AVX2 cores, 2 with native bf16):"
         echo "      bash scripts/quickstart.sh --recipe paper"
     fi
 fi
