@@ -97,3 +97,22 @@ def test_resume_config_refuses_fixed_fields_and_logs_the_rest():
     assert resumed.epochs == 5 and resumed.lr == 0.05 and len(lines) == 2
     with pytest.raises(ValueError, match="cannot change model of an existing run"):
         resume_config(stored, {"model": "resnet56"}, lines.append, "runs/x")
+
+
+def test_resume_config_takes_another_spelling_of_the_stored_data_path(tmp_path, monkeypatch):
+    """An experiment given ``--data ../x`` resumes a run that ``resnetlab train`` stored with the absolute path."""
+    from resnetlab.train.config import resume_config
+
+    archive = tmp_path / "data" / "images.tar.xz"
+    archive.parent.mkdir()
+    archive.write_bytes(b"")
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    stored = TrainConfig(data=str(archive)).to_dict()
+    lines = []
+    assert resume_config(stored, {"data": "../data/images.tar.xz"}, lines.append).data == str(archive)
+    assert lines == []
+    other = tmp_path / "data" / "other.tar.xz"
+    other.write_bytes(b"")
+    with pytest.raises(ValueError, match="cannot change data of an existing run"):
+        resume_config(stored, {"data": "../data/other.tar.xz"}, lines.append)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -206,7 +207,7 @@ def resume_config(stored: dict[str, Any], overrides: dict[str, Any], log: Callab
     values = {key: value for key, value in stored.items() if key in field_types()}
     for key, value in overrides.items():
         value = coerce(key, value)
-        if values.get(key) == value:
+        if values.get(key) == value or (key == "data" and same_file(values.get(key), value)):
             continue
         if key in FIXED_ON_RESUME and not (key == "data" and data_moved(values.get(key))):
             raise UserError(f"cannot change {key} of an existing run ({run_dir} has {values.get(key)!r}); "
@@ -214,6 +215,14 @@ def resume_config(stored: dict[str, Any], overrides: dict[str, Any], log: Callab
         log(f"resume: overriding {key} = {values.get(key)!r} -> {value!r}")
         values[key] = value
     return TrainConfig(**values).validate()
+
+
+def same_file(stored: Any, given: Any) -> bool:
+    """Two spellings of one data path (``../data/x.tar.xz`` and the absolute path ``resnetlab train`` stores)."""
+    try:
+        return isinstance(stored, str) and isinstance(given, str) and os.path.samefile(stored, given)
+    except OSError:
+        return False
 
 
 def data_moved(stored: Any) -> bool:
