@@ -58,7 +58,7 @@ from resnetlab.train.loop import NonFiniteLoss
 MiB = 2**20
 FILE_LIMIT, FILES, TOTAL_LIMIT = 16 * MiB, 8, 64 * MiB  # what may come back from one slice
 PART = 15 * MiB  # a tar file's contents at most (the tar headers need a little room)
-STATE_BUDGET = 38 * MiB  # the packed state: 64 MiB travel in all, with the 18 MiB data and the ~4 MiB repository
+STATE_BUDGET = 38 * MiB  # the packed state: 64 MiB travel in all, with the 18 MiB data and the ~7 MiB repository
 RESERVE = 50.0  # seconds kept at the end of a slice: stop every run, publish, write results, pack
 JPEG_NOTE = ("CIFAR-10, the JPEG copy (all 60,000 images as JPEG quality 75, so pixels differ slightly from the "
              "official release)")

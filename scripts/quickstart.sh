@@ -34,14 +34,14 @@ if [ -z "$recipe" ]; then
     if .venv/bin/python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
         recipe=paper
         echo "quickstart: a GPU is there, so ResNet-20 trains with the paper's recipe (DRL section 4.2:"
-        echo "  64k iterations, 183 epochs; about 3 minutes on an H100, longer on smaller GPUs)."
+        echo "  64k iterations, 165 epochs; about 3 minutes on an H100, longer on smaller GPUs)."
     else
         recipe=cpu
         echo "quickstart: no GPU found, so ResNet-20 trains with the CPU recipe (resnetlab recipes: cpu):"
         echo "  11 epochs of one-cycle SGD on all 50k images, the first 6 resized to 16 and 24 px (progressive"
         echo "  resizing), the last 5 at 32 px: about 30 minutes on 2 idle cores, about 8 where the processor"
         echo "  computes bf16 natively (AVX512-BF16 or AMX: --amp auto then trains in bf16)."
-        echo "  The paper's full recipe (64k iterations: about 7 hours on 2 AVX2 cores, 2 with native bf16):"
+        echo "  The paper's full recipe (64k iterations: about 8 hours on 2 AVX2 cores, 2 with native bf16):"
         echo "      bash scripts/quickstart.sh --recipe paper"
     fi
 fi

@@ -9,9 +9,13 @@ import json
 from dataclasses import asdict, replace
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from resnetlab.cli_config import add_config_flags, config_overrides
 from resnetlab.errors import UserError
+
+if TYPE_CHECKING:
+    from resnetlab.bench import BenchResult
 
 BENCH_FIELDS = ("augmentation", "amp", "channels_last", "compile", "cuda_graphs", "activation_checkpointing")
 
@@ -93,7 +97,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
         print(f"\n{profile.summary()}\n{profile.table}")
 
 
-def onnxruntime_result(name: str, batch: int, args: argparse.Namespace):
+def onnxruntime_result(name: str, batch: int, args: argparse.Namespace) -> BenchResult:
     import tempfile
 
     import torch
@@ -115,7 +119,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     bench = commands.add_parser("bench", help="training and inference img/s against the typical pipeline")
     bench.add_argument("--models", default="resnet20", help="comma-separated names, e.g. resnet20,resnet56")
     bench.add_argument("--batch-sizes", default="128", help="comma-separated, e.g. 128,512")
-    bench.add_argument("--mode", default="train,infer", help="train, infer or both (comma-separated)")
+    bench.add_argument("--mode", default="train,infer", help="train, infer, or train,infer (the default)")
     bench.add_argument("--device", default="auto")
     bench.add_argument("--data", default="synthetic", help="data for the training benchmark (default synthetic)")
     bench.add_argument("--steps", type=int, default=20, help="timed steps per measurement")

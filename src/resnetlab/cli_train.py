@@ -173,7 +173,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
     evaluation = commands.add_parser("eval", help="accuracy, loss, per-class accuracy, confusion matrix")
     evaluation.add_argument("checkpoint", help="run directory (its best, else last checkpoint), checkpoint "
-                                               "directory, model.safetensors, or published weights (resnet56.cifar10)")
+                                               "directory, model.safetensors, or published weights (resnet20.cifar10)")
     evaluation.add_argument("--data", help="dataset (default: the one the model was trained on)")
     evaluation.add_argument("--split", choices=["test", "val", "train"], default="test",
                             help="test (default); val: the run's validation split; train: the rest")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from itertools import cycle, islice
 from pathlib import Path
 from typing import Any
@@ -124,7 +124,9 @@ def probe_model(name: str, probe: list, train: Iterable, num_classes: int, *, st
     return result
 
 
-def load_batches(data: str | None, batch_size: int, batches: int, seed: int, device: torch.device):
+def load_batches(data: str | None, batch_size: int, batches: int, seed: int, device: torch.device,
+                 ) -> tuple[list[tuple[torch.Tensor, torch.Tensor]],
+                            Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]], list[str], int]:
     """(probe batches, training batch iterator, classes, batches per epoch): pixel-mean normalisation as the paper; the probe
     batches are fixed and unaugmented, the training batches crop+flip augmented, both drawn from ``seed``."""
     from resnetlab.data import DeviceLoader, fit_normalizer, load_dataset

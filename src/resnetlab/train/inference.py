@@ -41,7 +41,7 @@ class TrainedModel:
 
 
 def weights_source(path: str | Path) -> Path:
-    """``path`` itself, or for a name of published weights (``resnet56.cifar10``) their file, hash checked."""
+    """``path`` itself, or for a name of published weights (``resnet20.cifar10``) their file, hash checked."""
     if not Path(path).exists() and (parsed := parse_weights_name(str(path))):
         published = get_weights(*parsed)
         published.verify()
@@ -51,7 +51,7 @@ def weights_source(path: str | Path) -> Path:
 
 def load_trained(path: str | Path, device: torch.device | str = "cpu", fold_bn: bool = False) -> TrainedModel:
     """A checkpoint (run directory, checkpoint directory, model.safetensors, or published weights such as
-    ``resnet56.cifar10``) ready for inference, eval mode;
+    ``resnet20.cifar10``) ready for inference, eval mode;
     ``fold_bn`` merges BatchNorm into the convolutions (faster, same outputs to float rounding; the layer
     responses of the paper's Figure 7 need the BN outputs, so they load without it)."""
     checkpoint = load_checkpoint(weights_source(path), with_state=False)

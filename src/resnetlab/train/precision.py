@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import platform
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -130,7 +130,7 @@ def choose_precision(requested: str, device: torch.device | str, cpu: CpuFacts |
     return Precision(requested, native, where)
 
 
-def autocast_context(device: torch.device, enabled: bool, cache: bool = True):
+def autocast_context(device: torch.device, enabled: bool, cache: bool = True) -> AbstractContextManager:
     """bf16 autocast where ``enabled`` (``Precision.bf16``); a no-op otherwise.
 
     ``cache=False`` for a step that may be captured in a CUDA graph: autocast's cache of cast weights would

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -94,7 +94,7 @@ class LossWindow:
 
 
 @contextmanager
-def stop_requests():
+def stop_requests() -> Iterator[threading.Event]:
     """Turn SIGTERM and the first Ctrl-C into a request to stop at the next step boundary."""
     requested = threading.Event()
     if threading.current_thread() is not threading.main_thread():
