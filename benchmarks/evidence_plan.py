@@ -60,8 +60,8 @@ FILE_LIMIT, FILES, TOTAL_LIMIT = 16 * MiB, 8, 64 * MiB  # what may come back fro
 PART = 15 * MiB  # a tar file's contents at most (the tar headers need a little room)
 STATE_BUDGET = 38 * MiB  # the packed state: 64 MiB travel in all, with the 18 MiB data and the ~7 MiB repository
 RESERVE = 50.0  # seconds kept at the end of a slice: stop every run, publish, write results, pack
-JPEG_NOTE = ("CIFAR-10, the JPEG copy (all 60,000 images as JPEG quality 75, so pixels differ slightly from the "
-             "official release)")
+JPEG_NOTE = ("CIFAR-10, the JPEG copy (all 60,000 images as JPEG quality 75 with 4:2:0 chroma subsampling, so "
+             "pixels differ from the official release)")
 PUBLISH_TAG = "cifar10"
 Log = Callable[[str], None]
 
