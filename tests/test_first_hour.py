@@ -3,16 +3,20 @@ the way forward (exit 2), and each suggested command works as printed."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from resnetlab import cli_checks
 from resnetlab.cli import main
+from resnetlab.data import load_dataset
 from resnetlab.train.announce import small_image_warning
+from resnetlab.train.inference import load_trained
 
 TINY = ["--model", "resnet8", "--epochs", "2", "--batch-size", "16", "--val-split", "12", "--quiet"]
 
@@ -162,10 +166,21 @@ def test_eval_split_val_counts_the_runs_held_out_images(relative_run, capsys):
 
 
 def test_eval_flip_reports_test_time_augmentation_beside_the_plain_accuracy(relative_run, capsys):
+    run = relative_run / "runs" / "r"
     capsys.readouterr()
-    assert main(["eval", str(relative_run / "runs" / "r"), "--flip"]) == 0
+    assert main(["eval", str(run), "--flip", "--amp", "off"]) == 0
     first = capsys.readouterr().out.splitlines()[0]
-    assert "test accuracy" in first and "; with flip test-time augmentation " in first
+    printed = re.search(r"test accuracy (\d+\.\d\d)% .*; with flip test-time augmentation (\d+\.\d\d)%$", first)
+    assert printed, first
+    trained = load_trained(run, fold_bn=True)  # the model eval runs
+    test = load_dataset(str(relative_run / "data" / "tiny")).test
+    images = trained.normalizer(torch.from_numpy(test.images).permute(0, 3, 1, 2).contiguous())
+    labels = torch.from_numpy(test.labels).long()
+    with torch.no_grad():
+        logits = trained.model(images)
+        mirrored = (logits + trained.model(images.flip(-1))) / 2
+    assert printed.group(1) == f"{100 * int((logits.argmax(1) == labels).sum()) / 24:.2f}"
+    assert printed.group(2) == f"{100 * int((mirrored.argmax(1) == labels).sum()) / 24:.2f}"
 
 
 def test_an_imagenet_stem_on_small_images_warns_and_names_the_alternatives(tiny_data, tmp_path, capsys):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -104,6 +106,54 @@ def test_keras_keeps_shape_dtype_and_seeds():
     assert wide.shape == x.shape
     # Values stay within the input's range: bilinear mixing and border fill never extrapolate.
     assert wide.min() >= x.min() - 1e-5 and wide.max() <= x.max() + 1e-5
+
+
+def keras_draws(monkeypatch, kind, n: int = 4096, h: int = 24, w: int = 40) -> dict[str, torch.Tensor]:
+    """The per-image parameters ``augment`` hands to the warp for an (n, 3, h, w) batch."""
+    drawn = {}
+
+    def capture(images, theta, tx, ty, flip_horizontal, flip_vertical):
+        drawn.update(theta=theta, tx=tx, ty=ty, flip_h=flip_horizontal, flip_v=flip_vertical)
+        return images
+
+    # importlib: ``resnetlab.data.augment`` as an attribute is the function the package re-exports
+    monkeypatch.setattr(importlib.import_module("resnetlab.data.augment"), "keras_apply_transform", capture)
+    augment(torch.zeros(n, 3, h, w), kind, _gen(0))
+    return drawn
+
+
+def assert_uniform_within(values: torch.Tensor, bound: float) -> None:
+    """Drawn from [-bound, bound]: inside it, reaching near both ends, and not rounded to whole pixels."""
+    assert values.abs().max() <= bound
+    assert values.max() > 0.95 * bound and values.min() < -0.95 * bound
+    assert (values != values.round()).float().mean() > 0.99
+
+
+def test_keras_draws_the_tutorials_rotations_shifts_and_flips(monkeypatch):
+    """As ``get_random_transform`` draws them: theta in degrees within rotation_range, tx within
+    height_shift_range x rows, ty within width_shift_range x columns, a left-right flip for half the images."""
+    drawn = keras_draws(monkeypatch, "keras")  # 24 rows, 40 columns
+    assert_uniform_within(drawn["theta"], 20.0)
+    assert_uniform_within(drawn["tx"], 0.2 * 24)
+    assert_uniform_within(drawn["ty"], 0.2 * 40)
+    assert 0.45 < drawn["flip_h"].float().mean() < 0.55 and not drawn["flip_v"].any()
+
+
+def test_keras_shift_ranges_scale_their_own_axis(monkeypatch):
+    drawn = keras_draws(monkeypatch, KerasAugment(rotation_range=0, height_shift_range=0.1, width_shift_range=0.3,
+                                                  horizontal_flip=False, vertical_flip=True))
+    assert torch.count_nonzero(drawn["theta"]) == 0
+    assert_uniform_within(drawn["tx"], 0.1 * 24)
+    assert_uniform_within(drawn["ty"], 0.3 * 40)
+    assert not drawn["flip_h"].any() and 0.45 < drawn["flip_v"].float().mean() < 0.55
+
+
+def test_keras_example_draws_no_rotation_and_tenth_shifts(monkeypatch):
+    drawn = keras_draws(monkeypatch, KERAS_EXAMPLE)
+    assert torch.count_nonzero(drawn["theta"]) == 0
+    assert_uniform_within(drawn["tx"], 0.1 * 24)
+    assert_uniform_within(drawn["ty"], 0.1 * 40)
+    assert 0.45 < drawn["flip_h"].float().mean() < 0.55 and not drawn["flip_v"].any()
 
 
 def test_none_returns_input():

@@ -94,8 +94,33 @@ def test_plain_net_equals_chain_of_layers_and_differs_from_residual_twin():
         assert (plain(x) - residual(x)).abs().max() > 1e-3
 
 
-def test_any_valid_depth_and_clear_error_for_invalid():
-    assert count(cifar_resnet(8)) > 0 and count(create_model("plain14")) > 0
+def option_a_params(blocks: int, num_classes: int = 10) -> int:
+    """DRL section 4.2's net with n = ``blocks`` per stage, counted by hand: a 3x3 conv of 16 filters, three
+    stages of n blocks of two 3x3 convs (16, 32, 64 filters), each conv followed by BN (a weight and a bias per
+    channel), parameter-free option A shortcuts, then a fully connected layer."""
+    total, channels = 3 * 16 * 9 + 2 * 16, 16
+    for width in (16, 32, 64):
+        for _ in range(blocks):
+            total += (9 * channels * width + 2 * width) + (9 * width * width + 2 * width)
+            channels = width
+    return total + 64 * num_classes + num_classes
+
+
+def test_the_hand_count_gives_the_sizes_of_table6():
+    """0.27M, 0.46M, 0.66M, 0.85M and 1.7M parameters for ResNet-20, 32, 44, 56 and 110 (n = 3, 5, 7, 9, 18)."""
+    assert [round(option_a_params(n) / 1e6, 2) for n in (3, 5, 7, 9)] == [0.27, 0.46, 0.66, 0.85]
+    assert round(option_a_params(18) / 1e6, 1) == 1.7
+
+
+@pytest.mark.parametrize("build, blocks", [(lambda: cifar_resnet(8), 1), (lambda: create_model("plain14"), 2)],
+                         ids=["cifar_resnet(8)", "plain14"])
+def test_any_valid_depth_builds_its_blocks_per_stage(build, blocks):
+    model = build()
+    assert [len(stage) for stage in model.stages()] == [blocks] * 3
+    assert count(model) == option_a_params(blocks)
+
+
+def test_clear_error_for_invalid_depth_or_shortcut():
     with pytest.raises(ValueError, match="6n\\+2"):
         create_model("resnet21")
     with pytest.raises(ValueError, match="9n\\+2"):

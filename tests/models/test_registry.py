@@ -67,6 +67,10 @@ def test_bad_builder_option_is_a_user_error():
         create_model("resnet20", stem="cifar")
 
 
-def test_unregistered_valid_depths_build():
-    assert isinstance(create_model("keras_resnet8v1"), type(keras_resnet_v1(8)))
-    assert isinstance(create_model("keras_resnet11v2"), type(keras_resnet_v2(11)))
+def state_shapes(model: torch.nn.Module) -> list[tuple[str, tuple[int, ...]]]:
+    return [(key, tuple(tensor.shape)) for key, tensor in model.state_dict().items()]
+
+
+def test_unregistered_valid_depths_build_the_depth_they_name():
+    assert state_shapes(create_model("keras_resnet8v1")) == state_shapes(keras_resnet_v1(8))
+    assert state_shapes(create_model("keras_resnet11v2")) == state_shapes(keras_resnet_v2(11))

@@ -1,12 +1,20 @@
 """The CLI end to end on tiny data: train -> checkpoint -> eval -> predict -> plot, and its one-line errors."""
 
+import csv
 import json
+import math
+import statistics
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from resnetlab.cli import main
+from resnetlab.data import DeviceLoader, load_dataset
+from resnetlab.train.checkpoint import list_checkpoints, load_checkpoint
+from resnetlab.train.inference import load_trained
+from resnetlab.train.seeds import mean_std
 
 TINY = ["--model", "resnet8", "--epochs", "2", "--batch-size", "16", "--val-split", "12", "--quiet"]
 
@@ -27,9 +35,13 @@ def test_eval_json_reports_accuracy_and_confusion(trained_run, tiny_data, capsys
     capsys.readouterr()
     assert main(["eval", str(trained_run), "--data", str(tiny_data), "--json", "--device", "cpu"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["images"] == 24 and 0 <= report["accuracy"] <= 1
-    assert np.array(report["confusion_matrix"]).sum() == 24 and report["classes"] == ["cat", "dog", "ship"]
-    assert set(report["per_class_accuracy"]) == {"cat", "dog", "ship"}
+    confusion = np.array(report["confusion_matrix"])
+    assert report["images"] == 24 and report["classes"] == ["cat", "dog", "ship"]
+    assert confusion.sum(axis=1).tolist() == [8, 8, 8]  # rows are the true classes: 8 test images each
+    assert report["accuracy"] == pytest.approx(np.trace(confusion) / 24)
+    assert report["error"] == pytest.approx(1 - report["accuracy"])
+    assert report["per_class_accuracy"] == pytest.approx(
+        {name: confusion[i, i] / 8 for i, name in enumerate(report["classes"])})
 
 
 def test_eval_with_folded_batchnorm_reproduces_the_training_runs_test_figures(trained_run, capsys):
@@ -68,13 +80,53 @@ def test_eval_text_defaults_to_training_data(trained_run, capsys):
     assert "test accuracy" in out and "confusion matrix" in out
 
 
-def test_predict_any_size_and_refuses_non_images(trained_run, tmp_path, capsys):
+def reference_probabilities(run, data):
+    """Softmax of the run's model (BatchNorm not folded) on the test split, loaded and normalized as eval does,
+    in the split's (class, file name) order, with the labels."""
+    trained = load_trained(run, fold_bn=False)
+    test = load_dataset(str(data), image_size=trained.image_size).test
+    ((images, labels),) = DeviceLoader(test, len(test), normalizer=trained.normalizer, shuffle=False,
+                                       drop_last=False).epoch(0)
+    with torch.no_grad():
+        return torch.softmax(trained.model(images), dim=1), labels, trained.classes
+
+
+def test_predict_gives_the_models_probabilities_ranked(trained_run, tiny_data, capsys):
+    files = sorted((tiny_data / "test").rglob("*.png"))
+    expected, labels, classes = reference_probabilities(trained_run, tiny_data)
+    assert [classes[label] for label in labels] == [file.parent.name for file in files]  # the split's file order
+    capsys.readouterr()
+    assert main(["predict", str(trained_run), *map(str, files), "--top-k", "3", "--amp", "off", "--json"]) == 0
+    predictions = json.loads(capsys.readouterr().out)
+    assert [prediction["file"] for prediction in predictions] == [str(file) for file in files]
+    for prediction, probabilities in zip(predictions, expected):
+        top = prediction["top"]
+        assert top[0]["class"] == classes[int(probabilities.argmax())]
+        assert [entry["probability"] for entry in top] == sorted((entry["probability"] for entry in top),
+                                                                 reverse=True)
+        assert sum(entry["probability"] for entry in top) == pytest.approx(1, abs=1e-5)  # all 3 classes
+        for entry in top:
+            assert entry["probability"] == pytest.approx(probabilities[classes.index(entry["class"])].item(),
+                                                         abs=1e-5)
+    assert main(["predict", str(trained_run), *map(str, files[::8]), "--top-k", "2", "--amp", "off", "--json"]) == 0
+    for two, three in zip(json.loads(capsys.readouterr().out), predictions[::8]):
+        assert [entry["class"] for entry in two["top"]] == [entry["class"] for entry in three["top"][:2]]
+        assert [entry["probability"] for entry in two["top"]] == pytest.approx(
+            [entry["probability"] for entry in three["top"][:2]], abs=1e-6)
+
+
+def test_predict_any_size_and_refuses_non_images(trained_run, tiny_data, tmp_path, capsys):
+    original = tiny_data / "test" / "dog" / "0000.png"
+    upscaled = tmp_path / "dog-96px.png"
+    Image.open(original).resize((96, 96), Image.Resampling.NEAREST).save(upscaled)
     picture = tmp_path / "big.jpg"
     Image.fromarray(np.full((90, 120, 3), (200, 10, 10), np.uint8)).save(picture)
-    assert main(["predict", str(trained_run), str(picture), "--top-k", "2", "--json"]) == 0
-    predictions = json.loads(capsys.readouterr().out)
-    assert len(predictions[0]["top"]) == 2
-    assert sum(p["probability"] for p in predictions[0]["top"]) <= 1 + 1e-6
+    capsys.readouterr()
+    assert main(["predict", str(trained_run), str(original), str(upscaled), str(picture), "--amp", "off",
+                 "--json"]) == 0
+    small, large, wide = (prediction["top"] for prediction in json.loads(capsys.readouterr().out))
+    assert large[0]["class"] == small[0]["class"]  # resized to the model's 32x32 as evaluation resized it
+    assert len(wide) == 3 and sum(entry["probability"] for entry in wide) == pytest.approx(1, abs=1e-5)
     text = tmp_path / "notes.png"
     text.write_text("not an image")
     assert main(["predict", str(trained_run), str(text)]) == 2
@@ -85,7 +137,18 @@ def test_predict_any_size_and_refuses_non_images(trained_run, tmp_path, capsys):
 def test_plot_writes_png_and_csv(trained_run, tmp_path):
     output = tmp_path / "curves.png"
     assert main(["plot", str(trained_run), str(trained_run), "-o", str(output), "--x", "step"]) == 0
-    assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and output.with_suffix(".csv").exists()
+    assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with open(trained_run / "history.csv", newline="") as handle:
+        history = list(csv.DictReader(handle))
+    with open(output.with_suffix(".csv"), newline="") as handle:
+        plotted = list(csv.DictReader(handle))
+    assert list(plotted[0]) == ["run", "step", "train_error_pct", "test_error_pct", "train_loss", "test_loss"]
+    assert len(plotted) == 2 * len(history)  # the run was given twice: its rows once for each
+    for row, source in zip(plotted, history + history):
+        assert row["run"] == trained_run.name and float(row["step"]) == float(source["step"])
+        for metric in ("train", "test"):
+            assert float(row[f"{metric}_error_pct"]) == pytest.approx(100 * float(source[f"{metric}_error"]))
+            assert float(row[f"{metric}_loss"]) == pytest.approx(float(source[f"{metric}_loss"]))
 
 
 def test_rerun_resumes_instead_of_overwriting(trained_run, tiny_data, capsys):
@@ -111,15 +174,56 @@ def test_bad_arguments_one_line_exit_2(tiny_data, tmp_path, capsys, extra, messa
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
+def test_no_resume_refuses_a_directory_that_holds_a_run_and_leaves_it_untouched(trained_run, tiny_data, capsys):
+    files = {path: path.stat().st_mtime_ns for path in trained_run.rglob("*") if path.is_file()}
+    checkpoints = list_checkpoints(trained_run)
+    capsys.readouterr()
+    assert main(["train", "--data", str(tiny_data), "--out", str(trained_run), "--no-resume", *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "already holds a run; choose another --out or drop --no-resume" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert list_checkpoints(trained_run) == checkpoints
+    assert {path: path.stat().st_mtime_ns for path in trained_run.rglob("*") if path.is_file()} == files
+
+
+def test_resume_of_a_directory_without_checkpoints_is_refused(trained_run, tmp_path, capsys):
+    folder = tmp_path / "copied-config"
+    folder.mkdir()
+    (folder / "config.toml").write_text((trained_run / "config.toml").read_text())
+    capsys.readouterr()
+    assert main(["train", "--resume", str(folder), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"--resume {folder}: no checkpoint there to resume from" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert [path.name for path in folder.iterdir()] == ["config.toml"]
+
+
 def test_changing_model_of_existing_run_refused(trained_run, capsys):
     assert main(["train", "--out", str(trained_run), "--model", "resnet20"]) == 2
     assert "cannot change model" in capsys.readouterr().err
 
 
-def test_seeds_write_mean_and_std(tiny_data, tmp_path):
+def test_seeds_write_mean_and_std(tiny_data, tmp_path, capsys):
     out = tmp_path / "seeds"
     assert main(["train", "--data", str(tiny_data), "--out", str(out), "--seeds", "0,1", *TINY[:2], "--epochs", "1",
                  "--batch-size", "16", "--val-split", "12", "--quiet"]) == 0
+    printed = capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["seeds"] == [0, 1] and summary["final_test_acc"]["n"] == 2
-    assert (out / "seed-0" / "results.json").exists() and "| final_test_acc |" in (out / "summary.md").read_text()
+    runs = [json.loads((out / f"seed-{seed}" / "results.json").read_text()) for seed in (0, 1)]
+    assert summary["seeds"] == [0, 1] and [run["seed"] for run in runs] == [0, 1]
+    for key in ("final_test_acc", "selected_test_acc", "final_val_acc", "final_train_error", "wall_seconds"):
+        values = [run[key] for run in runs]
+        assert summary[key] == pytest.approx({"mean": statistics.fmean(values), "std": statistics.stdev(values),
+                                              "n": 2}), key  # the sample std, as documented
+    accuracies = [run["final_test_acc"] for run in runs]
+    mean, std = statistics.fmean(accuracies), statistics.stdev(accuracies)
+    assert f"| final_test_acc | {100 * mean:.2f} % | {100 * std:.2f} % | 2 |" in (out / "summary.md").read_text()
+    assert f"final_test_acc: {100 * mean:.2f} +- {100 * std:.2f} %" in printed
+    final = [load_checkpoint(list_checkpoints(out / f"seed-{seed}")[0]).model_state for seed in (0, 1)]
+    assert not torch.equal(final[0]["conv1.weight"], final[1]["conv1.weight"])  # each seed trained its own net
+
+
+def test_mean_std_is_the_sample_statistics_of_the_finite_values():
+    assert mean_std([0.5, None, float("nan"), 0.75, float("inf")]) == pytest.approx((0.625, 0.25 / math.sqrt(2), 2))
+    assert mean_std([0.4]) == (0.4, 0.0, 1)
+    assert mean_std([None, float("nan")]) == (None, None, 0)

@@ -16,10 +16,13 @@ from torch import nn
 from PIL import Image
 
 from resnetlab.cli import main
+from resnetlab.data import StreamLoader
+from resnetlab.data.pipeline import stream_splits
 from resnetlab.errors import CheckpointError, UserError
 from resnetlab.models import create_model
 from resnetlab.train.checkpoint import save_checkpoint
 from resnetlab.train.finetune import freeze, load_initial_weights, read_state_dict
+from resnetlab.train.inference import load_trained
 
 CLASSES = ("apple", "pear", "plum")
 
@@ -182,10 +185,27 @@ def test_fine_tuning_end_to_end_on_a_streamed_folder(tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["images"] == 9 and report["accuracy"] == pytest.approx(results["final_test_acc"])
 
-    image = photos / "test" / "pear" / "0.jpg"
-    assert main(["predict", str(run), str(image), "--json"]) == 0
-    top = json.loads(capsys.readouterr().out)[0]["top"]
-    assert {entry["class"] for entry in top} == set(CLASSES)
+    # predict resizes and centre-crops each file as eval's streamed test split does: the same probabilities
+    trained = load_trained(run, fold_bn=False)
+    test = stream_splits(str(photos), trained.image_size, "none").test
+    loader = StreamLoader(test, len(test), normalizer=trained.normalizer, shuffle=False, drop_last=False,
+                          num_workers=0)
+    ((images, _),) = loader.epoch(0)
+    with torch.no_grad():
+        expected = torch.softmax(trained.model(images), dim=1)
+    files = [test.file(index) for index in range(len(test))]
+    assert main(["predict", str(run), *map(str, files), "--amp", "off", "--json"]) == 0
+    predictions = json.loads(capsys.readouterr().out)
+    assert [prediction["file"] for prediction in predictions] == list(map(str, files))
+    for prediction, probabilities in zip(predictions, expected):
+        top = prediction["top"]
+        assert sorted(entry["class"] for entry in top) == sorted(CLASSES)  # --top-k 3: every class, once
+        assert [entry["probability"] for entry in top] == sorted((entry["probability"] for entry in top), reverse=True)
+        assert [entry["probability"] for entry in top] == pytest.approx(
+            [probabilities[trained.classes.index(entry["class"])].item() for entry in top], abs=1e-5)
+        # top-1 is eval's prediction (to the folded BatchNorm's rounding: this barely trained net has near ties)
+        assert probabilities[trained.classes.index(top[0]["class"])].item() == pytest.approx(
+            probabilities.max().item(), abs=1e-5)
 
     # a resnetlab checkpoint (here the run directory) is an --init source too; its 3 classes fit, nothing replaced
     messages = []

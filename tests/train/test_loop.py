@@ -4,12 +4,16 @@ import json
 import shutil
 import signal
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+from resnetlab.data import load_dataset, split_validation
 from resnetlab.train import loop
 from resnetlab.train.checkpoint import list_checkpoints, load_checkpoint
 from resnetlab.train.config import resolve_config
+from resnetlab.train.inference import load_trained
 from resnetlab.train.loop import NonFiniteLoss, TrainingStopped, fit
 from resnetlab.train.optim import conv_kernels, l2_penalty
 
@@ -166,16 +170,51 @@ def test_eval_every_adds_history_points_inside_epochs_without_changing_training(
     assert_same_weights(final_weights(plain), final_weights(dense))  # evaluation never touches training state
 
 
-def test_flip_evaluation_adds_mirror_averaged_accuracy_without_changing_training(tiny_data, tmp_path):
+@pytest.fixture(scope="module")
+def sawtooth_data(tmp_path_factory):
+    """Three classes a mirror tells apart: columns rising 0, 85, 170, 255 (repeated), the same falling, and flat
+    grey, plus noise. A net trained on them without flips gets them right, while the mean of its logits for an
+    image and its mirror cannot tell rising from falling, so flip TTA scores lower than the plain accuracy."""
+    rng = np.random.default_rng(0)
+    rising = np.tile([0.0, 85.0, 170.0, 255.0], 8)
+    columns = {"falling": rising[::-1], "flat": np.full(32, 128.0), "rising": rising}
+    root = tmp_path_factory.mktemp("sawtooth") / "sawtooth"
+    for split, count in (("train", 24), ("test", 8)):
+        for name, values in columns.items():
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for index in range(count):
+                pixels = values[None, :, None] + rng.normal(0, 20, (32, 32, 3))
+                Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(folder / f"{index:04d}.png")
+    return root
+
+
+def mirror_averaged_accuracy(model, normalizer, arrays):
+    """The accuracy of the mean of the logits of each image and its mirror image, computed here by hand."""
+    images = normalizer(torch.from_numpy(arrays.images).permute(0, 3, 1, 2).contiguous())
+    labels = torch.from_numpy(arrays.labels).long()
+    with torch.no_grad():
+        mirrored = (model(images) + model(images.flip(-1))) / 2
+    return int((mirrored.argmax(dim=1) == labels).sum()) / len(labels)
+
+
+def test_flip_evaluation_adds_mirror_averaged_accuracy_without_changing_training(sawtooth_data, tmp_path):
+    config = dict(epochs=1, augmentation="none", amp="off")
     plain = tmp_path / "plain"
-    fit(tiny_config(tiny_data, epochs=1), plain, show_progress=False, log=lambda _: None)
+    fit(tiny_config(sawtooth_data, **config), plain, show_progress=False, log=lambda _: None)
     flipped = tmp_path / "flip"
     lines = []
-    results = fit(tiny_config(tiny_data, epochs=1, eval_flip=True), flipped, show_progress=False, log=lines.append)
+    results = fit(tiny_config(sawtooth_data, **config, eval_flip=True), flipped, show_progress=False,
+                  log=lines.append)
     (row,) = [json.loads(line) for line in (flipped / "history.jsonl").read_text().splitlines()]
-    assert 0 <= row["test_acc_flip"] <= 1 and 0 <= row["val_acc_flip"] <= 1
+    trained = load_trained(list_checkpoints(flipped)[0])  # the last step: the weights the row was measured with
+    dataset = split_validation(load_dataset(str(sawtooth_data)), 12, seed=0)
+    assert row["test_acc_flip"] == mirror_averaged_accuracy(trained.model, trained.normalizer, dataset.test)
+    assert row["val_acc_flip"] == mirror_averaged_accuracy(trained.model, trained.normalizer, dataset.val)
+    assert row["test_acc_flip"] < row["test_acc"] and row["val_acc_flip"] < row["val_acc"]  # not the plain figure
     assert results["final_test_acc_flip"] == row["test_acc_flip"]
-    assert "flip TTA" in lines[-1] and "test_acc_flip" in (flipped / "history.csv").read_text().splitlines()[0]
+    assert f"acc {100 * row['test_acc']:.2f}% (flip TTA {100 * row['test_acc_flip']:.2f}%)" in lines[-1]
+    assert "test_acc_flip" in (flipped / "history.csv").read_text().splitlines()[0]
     assert_same_weights(final_weights(plain), final_weights(flipped))
 
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from resnetlab.cli import main
-from resnetlab.train import precision
+from resnetlab.train import loop, precision
+from resnetlab.train.checkpoint import list_checkpoints, load_checkpoint
 from resnetlab.train.config import resolve_config
 from resnetlab.train.loop import fit
 from resnetlab.train.precision import CpuFacts, choose_precision, parse_cpuinfo
@@ -123,32 +124,52 @@ def test_training_uses_the_rule_says_so_and_records_it(tiny_data, tmp_path, monk
     assert recorded["cpu_native_bf16"] is real.native_bf16 and recorded["cpu_model"] == real.model  # this machine
 
 
-def test_bf16_training_on_the_cpu_runs_and_learns(tiny_data, tmp_path):
-    """Forced bf16 on whatever CPU runs the tests (emulated where not native): finite losses, fp32 weights, recorded."""
+def test_bf16_training_on_the_cpu_runs_and_learns(tiny_data, tmp_path, monkeypatch):
+    """Forced bf16 on whatever CPU runs the tests (emulated where not native): finite, falling losses, weights that
+    moved from their initialisation and stay fp32, a net above chance (1/3), recorded."""
+    initial, real_build_model = {}, loop.build_model
+
+    def build_model(*args, **kwargs):
+        model = real_build_model(*args, **kwargs)
+        initial.update({key: value.detach().clone() for key, value in model.state_dict().items()})
+        return model
+
+    monkeypatch.setattr(loop, "build_model", build_model)
     run = tmp_path / "bf16"
     results = fit(run_config(tiny_data, device="cpu", amp="bf16", iterations=12, lr=0.05), run,
                   show_progress=False, log=lambda _: None)
     history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
     assert all(torch.isfinite(torch.tensor(row["train_loss"])) for row in history)
-    assert results["final_test_acc"] is not None
-    from resnetlab.train.checkpoint import list_checkpoints, load_checkpoint
-
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert results["final_test_acc"] > 0.5
     weights = load_checkpoint(list_checkpoints(run)[0]).model_state
     assert all(value.dtype in (torch.float32, torch.int64) for value in weights.values())  # autocast, not .bfloat16()
+    for key in ("conv1.weight", "layer3.0.conv2.weight", "fc.weight"):
+        assert not torch.equal(weights[key], initial[key]), key
     assert json.loads((run / "environment.json").read_text())["precision"]["precision"] == "bf16"
 
 
 def test_eval_and_predict_take_amp_and_say_what_they_chose(tiny_data, tmp_path, capsys):
+    """bf16 changes the rounding, not the answer: the accuracy to one image, the loss to bf16's precision and the
+    predicted class are those of fp32."""
     run = tmp_path / "run"
     fit(run_config(tiny_data, device="cpu"), run, show_progress=False, log=lambda _: None)
-    capsys.readouterr()
-    assert main(["eval", str(run), "--data", str(tiny_data), "--device", "cpu", "--amp", "bf16", "--json"]) == 0
-    out = capsys.readouterr()
-    assert 0 <= json.loads(out.out)["accuracy"] <= 1 and out.err.startswith("precision: bf16 autocast (--amp bf16")
+    said = {"off": "precision: fp32 (--amp off", "bf16": "precision: bf16 autocast (--amp bf16"}
     image = next((tiny_data / "test").rglob("*.png"))
-    assert main(["predict", str(run), str(image), "--json"]) == 0
-    out = capsys.readouterr()
-    assert json.loads(out.out)[0]["top"] and out.err.startswith("precision: ")
+    reports, predicted = {}, {}
+    for amp in ("off", "bf16"):
+        capsys.readouterr()
+        assert main(["eval", str(run), "--data", str(tiny_data), "--device", "cpu", "--amp", amp, "--json"]) == 0
+        out = capsys.readouterr()
+        reports[amp] = json.loads(out.out)
+        assert out.err.startswith(said[amp])
+        assert main(["predict", str(run), str(image), "--amp", amp, "--json"]) == 0
+        out = capsys.readouterr()
+        predicted[amp] = json.loads(out.out)[0]["top"]
+        assert out.err.startswith(said[amp])
+    assert reports["bf16"]["accuracy"] == pytest.approx(reports["off"]["accuracy"], abs=1 / reports["off"]["images"])
+    assert reports["bf16"]["loss"] == pytest.approx(reports["off"]["loss"], rel=1e-2)
+    assert predicted["bf16"][0]["class"] == predicted["off"][0]["class"]
 
 
 def build_train_step(*args, **kwargs):

@@ -3,8 +3,11 @@ without selection (a 45k/5k split one flag away), steps_per_epoch as Keras' fit 
 
 import json
 
+import torch
+
 from resnetlab.cli import main
 from resnetlab.data import KerasAugment
+from resnetlab.train import loop
 from resnetlab.train.config import recipe_description, recipe_names, resolve_config
 from resnetlab.train.inputs import augmentation
 from resnetlab.train.loop import fit
@@ -58,9 +61,30 @@ def test_paper_val_split_is_one_flag_away(tiny_data, tmp_path):
     assert list((out / "checkpoints").glob("best-*"))
 
 
-def test_steps_per_epoch_takes_the_first_batches_of_each_epoch(tiny_data, tmp_path):
+def test_steps_per_epoch_takes_the_first_batches_of_each_epoch(tiny_data, tmp_path, monkeypatch):
+    """Keras' fit(steps_per_epoch=2): each epoch trains on the first 2 batches of that epoch's own shuffle (here 2
+    of the 3 batches of 72 images at batch 32), never a loader epoch carried on across epochs."""
+    seen, loaders, original = [], [], loop.make_train_step
+
+    def recording_step(run):
+        step = original(run)
+        loaders.append(run.train_loader)
+
+        def wrapped(images, labels):
+            seen.append((images.clone(), labels.clone()))
+            return step(images, labels)
+        return wrapped
+
+    monkeypatch.setattr(loop, "make_train_step", recording_step)
     config = resolve_config("keras-example", overrides=dict(model="keras_resnet8v1", data=str(tiny_data), epochs=3,
                                                             steps_per_epoch=2, deterministic=True,
                                                             tensorboard=False))
     results = fit(config, tmp_path / "run", show_progress=False, log=lambda _: None)
     assert results["steps"] == 6 and results["epochs"] == 3
+    (loader,) = loaders
+    assert len(loader) == 3
+    expected = [batch for epoch in range(3) for batch in list(loader.epoch(epoch))[:2]]  # drawn again: (seed, epoch)
+    assert len(seen) == len(expected) == 6
+    for step, ((images, labels), (want_images, want_labels)) in enumerate(zip(seen, expected)):
+        assert torch.equal(labels, want_labels) and torch.equal(images, want_images), f"step {step}"
+    assert not torch.equal(seen[0][1], seen[2][1])  # each epoch has its own order
