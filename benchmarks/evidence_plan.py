@@ -283,8 +283,9 @@ def publish_finished(s: Slice, base: TrainConfig, specs: list[RunSpec], data: st
         path = run_dir(s.work, spec)
         if spec.seed != 0 or spec.model in s.record["published"] or not is_done(path, spec.config(base)):
             continue
+        # replace: a slice killed between publishing and saving its record publishes the net again on rerun
         published = publish(path, PUBLISH_TAG, s.work / "weights", data=data, data_description=JPEG_NOTE,
-                            device=device, log=s.log)
+                            device=device, replace=True, log=s.log)
         s.record["published"][spec.model] = {"file": published.path.name, "sha256": published.sha256,
                                              "slice": len(s.record["slices"]), "packed": False}
         s.save()

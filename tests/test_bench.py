@@ -1,7 +1,9 @@
 """`resnetlab bench`: counts images right, runs the baseline in the same process, prints ratios."""
 
 import json
+import re
 
+import pytest
 import torch
 
 from resnetlab.bench import BenchResult, bench_inference, bench_train, format_table
@@ -108,3 +110,57 @@ def test_profile_summary_says_how_much_of_the_step_the_gpu_waits():
     profile = StepProfile("resnet20", 512, "cuda", wall_ms=10.0, device_ms=4.0, kernels=417, table="")
     assert profile.launch_bound_fraction == 0.6
     assert "idle 60 % of the step" in profile.summary() and "128,000 img/s" in profile.summary()
+
+
+QUICK = ["bench", "--models", "resnet8", "--batch-sizes", "2", "--steps", "1", "--warmup", "0", "--mode", "infer",
+         "--device", "cpu"]
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--steps", "0"], "--steps must be at least 1"),
+    (["--steps", "-1"], "--steps must be at least 1"),
+    (["--warmup", "-1"], "--warmup cannot be negative"),
+    (["--workers", "-1"], "--workers cannot be negative"),
+    (["--models", ","], "--models needs at least one name"),
+    (["--mode", ","], "--mode takes train and/or infer"),
+    (["--batch-sizes", "0"], "--batch-sizes needs positive integers"),
+    (["--baseline", "typical.py"], "give --baseline SCRIPT or --no-baseline, not both"),
+])
+def test_bench_refuses_settings_that_measure_nothing(capsys, extra, message):
+    assert main([*QUICK, "--no-baseline", *extra]) == 2
+    assert message in one_error_line(capsys)
+
+
+def test_bench_batch_sizes_that_are_not_numbers_are_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main([*QUICK, "--no-baseline", "--batch-sizes", "x"])
+    assert stopped.value.code == 2
+    assert "expected integers separated by commas, got 'x'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("notes.txt", "just notes\n", "is not a .py file; --baseline takes a Python script defining"),
+    ("empty.py", "", "defines no train_throughput and no inference_throughput"),
+    ("half.py", "def train_throughput(*args, **kwargs):\n    pass\n", "defines no inference_throughput;"),
+    ("broken.py", "def (:\n", "cannot load baseline .*broken.py: SyntaxError"),
+    ("raises.py", "import no_such_module_anywhere\n", "cannot load baseline .*ModuleNotFoundError"),
+])
+def test_a_baseline_that_is_not_a_usable_script_is_one_line(tmp_path, capsys, name, text, message):
+    script = tmp_path / name
+    script.write_text(text)
+    assert main([*QUICK, "--baseline", str(script)]) == 2
+    err = one_error_line(capsys)
+    assert re.search(message, err), err
+
+
+def test_a_baseline_script_with_both_functions_is_measured(tmp_path, capsys):
+    script = tmp_path / "mine.py"
+    script.write_text("from resnetlab.typical_pipeline import inference_throughput, train_throughput\n")
+    assert main([*QUICK, "--baseline", str(script), "--json"]) == 0
+    assert [row["pipeline"] for row in json.loads(capsys.readouterr().out)] == ["baseline", "resnetlab"]

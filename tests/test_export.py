@@ -126,6 +126,22 @@ def test_cli_export_refuses_a_mismatch_and_keeps_the_old_file(exported, tmp_path
     assert out.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
 
 
+@pytest.mark.parametrize("tolerance", ["-1", "0", "nan"])
+def test_a_tolerance_no_export_can_meet_is_refused_before_exporting(exported, tmp_path, monkeypatch, capsys,
+                                                                    tolerance):
+    run, _, _ = exported
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("exported before the tolerance was checked")
+
+    monkeypatch.setattr("resnetlab.export.export_onnx", no_export)
+    capsys.readouterr()
+    assert main(["export", str(run), "--onnx", str(tmp_path / "m.onnx"), "--tolerance", tolerance]) == 2
+    err = capsys.readouterr().err
+    assert f"--tolerance must be positive (a max abs logit difference), got {float(tolerance):g}" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "m.onnx").exists()
+
+
 def test_missing_onnxruntime_is_one_line(exported, tmp_path, monkeypatch, capsys):
     run, out, _ = exported
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` raise ImportError

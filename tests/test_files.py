@@ -9,7 +9,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from resnetlab.files import atomic_path, atomic_write_text
+from resnetlab.errors import UserError
+from resnetlab.files import atomic_path, atomic_write_text, check_output_file
 from resnetlab.train.checkpoint import save_checkpoint
 
 
@@ -41,3 +42,31 @@ def test_checkpoints_are_readable_like_the_run_directory(tmp_path, umask):
     assert mode(final) == mode(run_dir) == 0o777 & ~umask
     assert sorted(p.name for p in final.iterdir()) == ["model.safetensors", "state.pt"]
     assert {mode(p) for p in final.iterdir()} == {0o666 & ~umask}
+
+
+def test_atomic_path_refuses_a_folder_and_leaves_it_as_it_was(tmp_path):
+    (tmp_path / "out" / "inside").mkdir(parents=True)
+    with pytest.raises(UserError, match=f"{tmp_path / 'out'} is a folder; give a file name inside it"):
+        with atomic_path(tmp_path / "out"):
+            pass
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["inside"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_atomic_path_under_a_file_names_that_file(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match=f"cannot write .*: {tmp_path / 'notes.txt'} is a file, not a folder"):
+        atomic_write_text(tmp_path / "notes.txt" / "deeper" / "report.md", "text")
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_output_checks_suggest_a_name_and_see_permissions(tmp_path):
+    with pytest.raises(UserError, match=f"e.g. {tmp_path / 'model.onnx'}"):
+        check_output_file(tmp_path, example="model.onnx")
+    index = tmp_path / "new" / "weights" / "index.json"
+    assert check_output_file(index) == index  # folders that do not exist yet are made by the write
+    if os.geteuid() != 0:  # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        with pytest.raises(UserError, match=f"no permission to write in {locked}"):
+            check_output_file(locked / "weights" / "index.json")

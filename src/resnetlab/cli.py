@@ -35,12 +35,22 @@ def cmd_summary(args: argparse.Namespace) -> None:
     from resnetlab.models.summary import format_summary, summarize
 
     info = model_info(args.model)
-    kwargs = {"num_classes": args.num_classes} if args.num_classes else {}
+    kwargs = {"num_classes": args.num_classes} if args.num_classes is not None else {}
     if args.shortcut:
         kwargs["shortcut"] = args.shortcut
     model = create_model(args.model, **kwargs)
-    input_shape = args.input or (3, info.input_size, info.input_size)
-    summary = summarize(model, input_shape, args.model)
+    default_shape = (3, info.input_size, info.input_size)
+    input_shape = args.input or default_shape
+    shape_text, default_text = ("x".join(map(str, shape)) for shape in (input_shape, default_shape))
+    if input_shape[0] != default_shape[0]:
+        raise UserError(f"{args.model} takes {default_shape[0]}-channel (RGB) images, not {input_shape[0]}: give "
+                        f"--input {default_shape[0]}x{input_shape[1]}x{input_shape[2]}")
+    try:
+        summary = summarize(model, input_shape, args.model)
+    except RuntimeError as error:
+        first_line = str(error).strip().splitlines()[0]
+        raise UserError(f"{args.model} cannot take {shape_text} input ({first_line}); its own size is "
+                        f"--input {default_text}") from None
     if args.json:
         print(json.dumps({**summary.to_dict(), "paper_params": info.paper_params, "paper_error": info.paper_error,
                           "reference": info.reference}, indent=2))
@@ -79,10 +89,24 @@ def own_params(name: str) -> int:
         return sum(p.numel() for p in create_model(name).parameters())
 
 
-def cmd_list(args: argparse.Namespace) -> None:
+def matching_models(pattern: str) -> list[str]:
+    """The registered names matching ``pattern``; a plain name that is not registered but can be built (a valid
+    depth, such as resnet8) is its own match, and one that cannot gets the registry's own error."""
     from resnetlab.models import list_models, model_info
 
-    names = list_models(args.pattern)
+    names = list_models(pattern)
+    if names:
+        return names
+    if not any(wildcard in pattern for wildcard in "*?["):
+        return [model_info(pattern).name]
+    raise UserError(f"no model matches {pattern!r}; patterns are shell-style (e.g. 'plain*', 'resnet?0'), and "
+                    "`resnetlab list` shows them all")
+
+
+def cmd_list(args: argparse.Namespace) -> None:
+    from resnetlab.models import model_info
+
+    names = matching_models(args.pattern)
     if args.json:
         fields = ("family", "depth", "residual", "twin", "input_size", "paper_params", "paper_error", "reference")
         print(json.dumps([{"name": n, "params": own_params(n), **{key: getattr(model_info(n), key) for key in fields}}
@@ -115,7 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     summary.set_defaults(func=cmd_summary)
 
     listing = commands.add_parser("list", help="registered models with the papers' numbers")
-    listing.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'plain*'")
+    listing.add_argument("pattern", nargs="?", default="*",
+                         help="shell-style filter, e.g. 'plain*', or a model's name (resnet8: valid depths that are "
+                         "not registered are built too)")
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(func=cmd_list)
 

@@ -11,13 +11,15 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from resnetlab.cli_config import add_config_flags, config_overrides
+from resnetlab.cli_config import add_config_flags, config_overrides, parse_ints
 from resnetlab.errors import UserError
 
 if TYPE_CHECKING:
     from resnetlab.bench import BenchResult
 
 BENCH_FIELDS = ("augmentation", "amp", "channels_last", "compile", "cuda_graphs", "activation_checkpointing")
+BASELINE_FUNCTIONS = ("train_throughput", "inference_throughput")
+BASELINE_SHAPE = "a Python script defining train_throughput and inference_throughput, as resnetlab/typical_pipeline.py"
 
 
 def load_baseline(path: Path | None) -> ModuleType:
@@ -28,8 +30,17 @@ def load_baseline(path: Path | None) -> ModuleType:
     if not path.is_file():
         raise UserError(f"baseline not found: {path} (drop --baseline for the typical pipeline, or use --no-baseline)")
     spec = importlib.util.spec_from_file_location("resnetlab_typical_pipeline", path)
+    if path.suffix != ".py" or spec is None or spec.loader is None:
+        raise UserError(f"baseline {path} is not a .py file; --baseline takes {BASELINE_SHAPE}")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:  # whatever the script raises while it is imported: its own fault, not resnetlab's
+        detail = " ".join(str(error).split())
+        raise UserError(f"cannot load baseline {path}: {type(error).__name__}: {detail}") from None
+    missing = [name for name in BASELINE_FUNCTIONS if not callable(getattr(module, name, None))]
+    if missing:
+        raise UserError(f"baseline {path} defines no {' and no '.join(missing)}; --baseline takes {BASELINE_SHAPE}")
     return module
 
 
@@ -37,23 +48,40 @@ def split_list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+def check_arguments(args: argparse.Namespace) -> None:
+    """Refuse, before anything is measured, settings that would measure nothing or a throughput that means
+    nothing, and flags that contradict each other."""
+    if args.steps < 1:
+        raise UserError(f"--steps must be at least 1 (timed steps per measurement), got {args.steps}")
+    if args.warmup < 0:
+        raise UserError(f"--warmup cannot be negative (0 for no untimed steps), got {args.warmup}")
+    if args.workers < 0:
+        raise UserError(f"--workers cannot be negative (0 loads the baseline's data in the main process), got "
+                        f"{args.workers}")
+    if args.no_baseline and args.baseline:
+        raise UserError("give --baseline SCRIPT or --no-baseline, not both")
+
+
 def cmd_bench(args: argparse.Namespace) -> None:
     from resnetlab.bench import bench_config, bench_inference, bench_train, format_table, machine_lines, ratio_lines
     from resnetlab.models import model_info
     from resnetlab.train.environment import pick_device
 
+    check_arguments(args)
     device = pick_device(args.device)
     config = bench_config(device)
     config = replace(config, **config_overrides(args, BENCH_FIELDS)).validate()
     modes = split_list(args.mode)
-    if not set(modes) <= {"train", "infer"}:
+    if not modes or not set(modes) <= {"train", "infer"}:
         raise UserError(f"--mode takes train and/or infer, got {args.mode!r}")
     models = split_list(args.models)
+    if not models:
+        raise UserError(f"--models needs at least one name, e.g. resnet20,resnet56, got {args.models!r}")
     for name in models:
         model_info(name)
-    batch_sizes = [int(b) for b in split_list(args.batch_sizes)]
-    if not batch_sizes or min(batch_sizes) < 1:
-        raise UserError("--batch-sizes needs positive integers, e.g. 128,512")
+    batch_sizes = args.batch_sizes
+    if min(batch_sizes) < 1:
+        raise UserError(f"--batch-sizes needs positive integers, e.g. 128,512, got {min(batch_sizes)}")
     baseline = None if args.no_baseline else load_baseline(Path(args.baseline) if args.baseline else None)
     common = {"steps": args.steps, "warmup": args.warmup}
     cases = [(name, batch, mode) for name in models for batch in batch_sizes for mode in ("train", "infer")
@@ -118,18 +146,20 @@ def onnxruntime_result(name: str, batch: int, args: argparse.Namespace) -> Bench
 def add_commands(commands: argparse._SubParsersAction) -> None:
     bench = commands.add_parser("bench", help="training and inference img/s against the typical pipeline")
     bench.add_argument("--models", default="resnet20", help="comma-separated names, e.g. resnet20,resnet56")
-    bench.add_argument("--batch-sizes", default="128", help="comma-separated, e.g. 128,512")
+    bench.add_argument("--batch-sizes", type=parse_ints, default="128", help="comma-separated, e.g. 128,512")
     bench.add_argument("--mode", default="train,infer", help="train, infer, or train,infer (the default)")
     bench.add_argument("--device", default="auto")
     bench.add_argument("--data", default="synthetic", help="data for the training benchmark (default synthetic)")
-    bench.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
-    bench.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation happens here)")
+    bench.add_argument("--steps", type=int, default=20, help="timed steps per measurement (at least 1)")
+    bench.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation happens here; 0 for "
+                       "none)")
     bench.add_argument("--fold-bn", choices=["on", "off"], default="on",
                        help="inference with BatchNorm folded into the convolutions, as eval and predict run it")
     bench.add_argument("--runtime", choices=["torch", "onnxruntime", "both"], default="torch",
                        help="inference runtime (onnxruntime: CPU, needs resnetlab[export])")
     bench.add_argument("--no-baseline", action="store_true", help="skip the typical pipeline")
-    bench.add_argument("--baseline", help="path of another baseline script (default: resnetlab.typical_pipeline)")
+    bench.add_argument("--baseline", help="path of another baseline script, defining train_throughput and "
+                       "inference_throughput (default: resnetlab.typical_pipeline; not with --no-baseline)")
     bench.add_argument("--workers", type=int, default=2, help="DataLoader workers of the baseline")
     bench.add_argument("--profile", action="store_true",
                        help="also profile the eager training step: wall vs GPU kernel time per step, top operators")

@@ -53,7 +53,47 @@ def absolute_data(data: str | None) -> str | None:
 
 def default_data() -> str:
     """What an empty ``data`` means for a new run: $RESNETLAB_DATA (made absolute) if set, else the default."""
+    check_data_env()
     return absolute_data(os.environ.get(DATA_ENV, "")) or ""
+
+
+def check_data_env() -> None:
+    """$RESNETLAB_DATA naming a path that is not there: said with the variable's name, since nobody typed it."""
+    value = os.environ.get(DATA_ENV, "")
+    if is_path_source(value) and not Path(value).expanduser().exists():
+        raise UserError(f"${DATA_ENV}={value}: no such path; fix or unset it, or give --data")
+
+
+def layered_values(recipe: str | None, config_file: str | None) -> dict[str, tuple[Any, str]]:
+    """What a typed ``--recipe`` and ``--config FILE`` set, as key -> (value, the flag that set it), the file over
+    the recipe: on an existing run these apply as flags do (resume_config's rules), not silently not at all."""
+    from resnetlab.train.config import coerce, read_toml, recipe_values
+
+    layers = ([(f"--recipe {recipe}", recipe_values(recipe))] if recipe else []) + \
+             ([(f"--config {config_file}", read_toml(Path(config_file)))] if config_file else [])
+    found: dict[str, tuple[Any, str]] = {}
+    for source, table in layers:
+        for key, value in table.items():
+            try:
+                value = coerce(key, value)
+            except UserError as error:
+                raise UserError(f"{source}: {error}") from None
+            found[key] = (absolute_data(value) if key == "data" else value, source)
+    return found
+
+
+def check_layers_on_resume(run_dir: Path, stored: dict[str, Any], layered: dict[str, tuple[Any, str]],
+                           flags: dict[str, Any]) -> None:
+    """Refuse a typed recipe or config file that sets a field a started run cannot change (its model, seed, batch
+    size...) to another value than the run's, naming the flag: the user may never have typed that field."""
+    from resnetlab.train.config import FIXED_ON_RESUME
+
+    for key, (value, source) in layered.items():
+        if key in flags or key == "data" or key not in FIXED_ON_RESUME or stored.get(key, value) == value:
+            continue
+        raise UserError(f"{source} sets {key} = {value!r}, but {run_dir} has {stored[key]!r}, which a started run "
+                        f"cannot change; drop {source.split()[0]} to continue the run as it is, or choose another "
+                        "--out")
 
 
 def check_stored_data(data: str, run: Path) -> None:

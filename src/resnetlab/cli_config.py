@@ -48,6 +48,24 @@ def parse_ints(text: str) -> list[int]:
     return values
 
 
+def parse_seeds(text: str) -> list[int]:
+    """``0,1,2`` -> ``[0, 1, 2]``; a seed given twice would be one run counted twice in mean +- std."""
+    seeds = parse_ints(text)
+    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    if repeated:
+        raise argparse.ArgumentTypeError(f"seed {repeated[0]} is given twice (each seed is one run)")
+    return seeds
+
+
+def parse_depths(text: str) -> list[int]:
+    """``20,56`` -> ``[20, 56]``, each a positive depth (the registry then checks that it is 6n+2)."""
+    depths = parse_ints(text)
+    bad = [depth for depth in depths if depth < 1]
+    if bad:
+        raise argparse.ArgumentTypeError(f"depths are positive 6n+2 numbers (20, 32, 44, 56...), got {bad[0]}")
+    return depths
+
+
 def parse_floats(text: str) -> list[float]:
     """``0.5,0.75`` -> ``[0.5, 0.75]`` (milestones, Adam's betas)."""
     try:

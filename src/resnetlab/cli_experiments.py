@@ -8,11 +8,12 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from resnetlab.cli_config import add_config_flags, add_set_flag, config_overrides, parse_ints
+from resnetlab.cli_config import add_config_flags, add_set_flag, config_overrides, parse_depths, parse_seeds
 from resnetlab.errors import UserError
 
 GRADIENT_MODELS = "plain20,plain56,plain110,resnet20,resnet56,resnet110"
 TRAINING_FIELDS = ("data", "batch_size", "lr", "val_split", "device", "deterministic", "epochs", "iterations")
+SWEPT_FIELDS = {"model": "--depths", "seed": "--seeds"}  # what the sweep sets for each run itself
 
 
 def parse_names(text: str) -> list[str]:
@@ -29,12 +30,20 @@ def command_line(args: argparse.Namespace) -> str:
 
 def base_config(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """The sweep's shared TrainConfig (recipe <- --config <- flags) and the arguments to record."""
-    from resnetlab.train.config import resolve_config
+    from resnetlab.cli_checks import check_data_env
+    from resnetlab.train.config import read_toml, resolve_config
 
     if args.epochs is not None and args.iterations is not None:
         raise UserError("give --epochs or --iterations, not both")
     overrides = config_overrides(args, TRAINING_FIELDS)
+    for source, keys in (("--set", overrides), (f"--config {args.config}", read_toml(Path(args.config))
+                                                 if args.config else {})):
+        for key, flag in SWEPT_FIELDS.items():
+            if key in keys:
+                raise UserError(f"{key} is chosen by {flag} in this experiment; drop it from {source}")
     config = resolve_config(args.recipe, args.config, overrides)
+    if not config.data:
+        check_data_env()
     return config, {"command": command_line(args), "recipe": args.recipe, "config_file": args.config,
                     "overrides": overrides, "seeds": args.seeds}
 
@@ -70,7 +79,11 @@ def cmd_preact(args: argparse.Namespace) -> None:
 
 
 def cmd_gradients(args: argparse.Namespace) -> None:
+    from resnetlab.cli_checks import check_data_env
     from resnetlab.experiments.gradients import run_gradients
+
+    if not args.data:
+        check_data_env()
 
     show(run_gradients(args.models, args.out, data=args.data, steps=args.steps, batches=args.batches,
                        batch_size=args.batch_size, seed=args.seed, lr=args.lr, device=args.device,
@@ -96,9 +109,9 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 def add_training_flags(parser: argparse.ArgumentParser, kind: str) -> None:
     depths = "20,32,44,56" if kind == "degradation" else "20,56"
-    parser.add_argument("--depths", type=parse_ints, default=parse_ints(depths),
+    parser.add_argument("--depths", type=parse_depths, default=parse_depths(depths),
                         help=f"6n+2 depths, comma-separated (default: {depths})")
-    parser.add_argument("--seeds", type=parse_ints, default=[0], help="seeds, e.g. 0,1,2: mean ± std (default 0)")
+    parser.add_argument("--seeds", type=parse_seeds, default=[0], help="seeds, e.g. 0,1,2: mean ± std (default 0)")
     parser.add_argument("--recipe", default="paper", help="a named recipe (`resnetlab recipes` lists them)")
     parser.add_argument("--config", help="TOML file of config values, applied over the recipe")
     parser.add_argument("--out", default=f"exp/{kind}", help="experiment directory (default: %(default)s)")

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from resnetlab.errors import UserError
-from resnetlab.files import atomic_path
+from resnetlab.files import atomic_path, check_output_file
 
 TOLERANCE = 1e-4  # max abs logit difference ONNX Runtime vs PyTorch, fp32
 
@@ -18,11 +18,14 @@ def cmd_export(args: argparse.Namespace) -> None:
     from resnetlab.export import export_onnx, require, verify_onnx
     from resnetlab.train.inference import load_trained
 
+    if not args.tolerance > 0:  # before the slow part: a limit no export can meet fails at once
+        raise UserError(f"--tolerance must be positive (a max abs logit difference), got {args.tolerance:g}; the "
+                        f"default is {TOLERANCE:g}")
     for module in ("onnx", "onnxscript", *(() if args.no_verify else ("onnxruntime",))):
         require(module)  # before the slow part: a missing package is one line, at once
+    out = check_output_file(Path(args.onnx), example="model.onnx")  # a folder, or under a file: before the export
     trained = load_trained(args.checkpoint)
     meta = trained.metadata
-    out = Path(args.onnx)
     # Exported beside the target under a temporary name and renamed once verified: a refused export leaves
     # whatever was at OUT untouched.
     with atomic_path(out) as unverified:

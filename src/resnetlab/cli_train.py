@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from resnetlab.cli_config import add_config_flags, add_set_flag, config_overrides, parse_ints
+from resnetlab.cli_config import add_config_flags, add_set_flag, config_overrides, parse_seeds
 from resnetlab.errors import UserError
 
 if TYPE_CHECKING:
@@ -22,28 +22,40 @@ def cmd_train(args: argparse.Namespace) -> None:
     from resnetlab.train.loop import fit
     from resnetlab.train.seeds import fit_seeds
 
-    overrides = config_overrides(args)
-    if "data" in overrides:
-        overrides["data"] = checks.absolute_data(overrides["data"])
-    run_dir = Path(args.resume or args.out or f"runs/{overrides.get('model', args.recipe)}-{args.recipe}")
+    check_train_flags(args)
+    flags = config_overrides(args)
+    if "data" in flags:
+        flags["data"] = checks.absolute_data(flags["data"])
+    recipe = args.recipe or "paper"
+    run_dir = Path(args.resume or args.out or f"runs/{flags.get('model', recipe)}-{recipe}")
     if args.resume:
         checks.check_resume_folder(run_dir)
     if args.resume and not list_checkpoints(run_dir):
         raise UserError(f"--resume {run_dir}: no checkpoint there to resume from")
-    if args.no_resume and list_checkpoints(run_dir):
-        raise UserError(f"{run_dir} already holds a run; choose another --out or drop --no-resume to continue it")
-    stored = load_latest(run_dir, report=lambda _: None) if list_checkpoints(run_dir) else None  # fit reports
-    if stored is not None:
+    if args.seeds and list_checkpoints(run_dir):
+        raise UserError(f"{run_dir} holds a single run; --seeds trains one run per seed into DIR/seed-<s>: choose "
+                        "another --out")
+    runs = [run_dir / f"seed-{seed}" for seed in args.seeds] if args.seeds else [run_dir]
+    existing = [run for run in runs if list_checkpoints(run)]
+    if args.no_resume and existing:
+        raise UserError(f"{existing[0]} already holds a run; choose another --out or drop --no-resume to continue it")
+    config = resolve_config(recipe, args.config, flags)
+    layered = checks.layered_values(args.recipe, args.config) if existing else {}
+    overrides = {**{key: value for key, (value, _) in layered.items() if key not in flags}, **flags}
+    for run in existing:
+        stored = load_latest(run, report=lambda _: None)  # fit reports what it skips
+        if stored is None:
+            continue  # all corrupt: fit refuses it
         if "data" not in overrides:
-            checks.check_stored_data(stored.state["config"]["data"], run_dir)
-        checks.check_not_shorter(run_dir, stored.state, overrides)
-    config = resolve_config(args.recipe, args.config, overrides)
-    if stored is None:  # recorded absolute, so that eval and resume work from any directory
+            checks.check_stored_data(stored.state["config"]["data"], run)
+        checks.check_layers_on_resume(run, stored.state["config"], layered, flags)
+        checks.check_not_shorter(run, stored.state, overrides)
+    if len(existing) < len(runs):  # a new run records its data absolute, so that eval and resume work from anywhere
         config.data = checks.absolute_data(config.data) or checks.default_data()
     show = False if args.quiet else None
     if args.seeds:
         summary = fit_seeds(config, run_dir, args.seeds, show_progress=show, overrides=overrides,
-                            concurrent=args.concurrent)
+                            concurrent=args.concurrent or "auto", resume=not args.no_resume)
         print(f"summary: {run_dir / 'summary.md'}")
         for key in ("final_test_acc", "selected_test_acc"):
             if summary[key]["n"]:
@@ -54,6 +66,18 @@ def cmd_train(args: argparse.Namespace) -> None:
           + (f", {results['selected_on']}-selected (epoch {results['selected_epoch']}) test accuracy "
              f"{100 * results['selected_test_acc']:.2f}%" if results["selected_test_acc"] is not None else "")
           + f", {results['wall_seconds']:.0f} s")
+
+
+def check_train_flags(args: argparse.Namespace) -> None:
+    """Flags that contradict each other, refused before anything is read or written."""
+    if args.resume and args.out:
+        raise UserError("give --out or --resume, not both (--resume RUN_DIR continues that run where it is)")
+    if args.seeds and args.resume:
+        raise UserError("--seeds starts new runs; it cannot be combined with --resume (give --out DIR for a seed "
+                        "sweep; rerunning that command continues it)")
+    if args.concurrent is not None and not args.seeds:
+        raise UserError("--concurrent trains the runs of --seeds side by side; give --seeds S,... or drop "
+                        "--concurrent")
 
 
 def chosen_precision(requested: str, device: Any) -> Precision:
@@ -121,10 +145,14 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
+    from resnetlab.train.environment import pick_device
     from resnetlab.train.inference import load_trained, predict_files
 
-    precision = chosen_precision(args.amp, "cpu")
-    predictions = predict_files(load_trained(args.checkpoint, fold_bn=True), args.images, args.top_k,
+    if args.top_k < 1:
+        raise UserError(f"--top-k must be at least 1, got {args.top_k}")
+    device = pick_device(args.device)
+    precision = chosen_precision(args.amp, device)
+    predictions = predict_files(load_trained(args.checkpoint, device, fold_bn=True), args.images, args.top_k,
                                 amp=precision.bf16)
     say_precision(precision)
     if args.json:
@@ -157,16 +185,19 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser("train", help="train a model (resumes an existing run directory)",
                                 usage="%(prog)s [--recipe NAME] [--config FILE] [--out DIR | --resume DIR] "
                                       "[--seeds S,...] [--set KEY=VALUE] [config flags, see below]")
-    train.add_argument("--recipe", default="paper", help="a named recipe (`resnetlab recipes` lists them)")
-    train.add_argument("--config", help="TOML file of config values, applied over the recipe")
+    train.add_argument("--recipe", help="a named recipe (default paper; `resnetlab recipes` lists them); on an "
+                                        "existing run its values apply as flags do")
+    train.add_argument("--config", help="TOML file of config values, applied over the recipe (on an existing run, "
+                                        "as flags are)")
     train.add_argument("--out", help="run directory (default runs/<model>-<recipe>)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue this run with its stored config")
     train.add_argument("--no-resume", action="store_true", help="refuse to continue an existing run directory")
-    train.add_argument("--seeds", type=parse_ints, help="several runs, e.g. 0,1,2: writes mean +- std")
+    train.add_argument("--seeds", type=parse_seeds, help="several runs into --out DIR/seed-<s>, e.g. 0,1,2: "
+                                                          "writes mean +- std")
     add_set_flag(train)
-    train.add_argument("--concurrent", default="auto", metavar="auto|N",
-                       help="with --seeds: seeds trained side by side in one process (auto: all on CUDA, one "
-                            "after another on a CPU)")
+    train.add_argument("--concurrent", metavar="auto|N",
+                       help="with --seeds: seeds trained side by side in one process (auto, the default: all on "
+                            "CUDA, one after another on a CPU)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_flags(train)
     train.set_defaults(func=cmd_train)
@@ -188,7 +219,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     predict = commands.add_parser("predict", help="top-k classes of image files")
     predict.add_argument("checkpoint")
     predict.add_argument("images", nargs="+", help="image files of any size (prepared as the run's evaluation was)")
-    predict.add_argument("--top-k", type=int, default=3)
+    predict.add_argument("--top-k", type=int, default=3, help="classes shown per image (default 3)")
+    predict.add_argument("--device", default="cpu", help="cpu (default: a few images need no GPU), auto, cuda or "
+                                                         "cuda:N")
     predict.add_argument("--amp", choices=["auto", "bf16", "off"], default="auto",
                          help="auto: bf16 autocast where the device computes bf16 natively, else fp32")
     predict.add_argument("--json", action="store_true")

@@ -11,13 +11,15 @@ def cmd_publish(args: argparse.Namespace) -> None:
     from resnetlab.train.publish import publish
 
     publish(args.run, args.tag, args.weights_dir, data=args.data, data_description=args.data_description or "",
-            device=str(pick_device(args.device)))
+            device=str(pick_device(args.device)), replace=args.replace)
 
 
 def cmd_weights(args: argparse.Namespace) -> None:
     from resnetlab.models.registry import model_info
     from resnetlab.models.weights import get_weights, list_weights, weight_folders
 
+    if args.model:
+        model_info(args.model)  # an unknown name: the registry's did-you-mean error
     names = list_weights(args.model)
     records = [get_weights(*name.split(".", 1)) for name in names]
     if args.json:
@@ -25,7 +27,11 @@ def cmd_weights(args: argparse.Namespace) -> None:
                          indent=2))
         return
     if not records:
-        print(f"no published weights yet (searched: {', '.join(map(str, weight_folders()))})")
+        published = list_weights()
+        if args.model and published:
+            print(f"no published weights for {args.model}; published: {', '.join(published)}")
+        else:
+            print(f"no published weights yet (searched: {', '.join(map(str, weight_folders()))})")
         return
     for weights in records:
         record = weights.record
@@ -49,6 +55,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                                                     "(e.g. 'CIFAR-10, the JPEG copy')")
     publish.add_argument("--device", default="cpu", help="where the test accuracy is measured (default cpu, "
                                                          "which resnetlab eval reproduces exactly)")
+    publish.add_argument("--replace", action="store_true", help="overwrite the weights already published under "
+                                                                "this name (without it, publish refuses to)")
     publish.set_defaults(func=cmd_publish)
 
     weights = commands.add_parser("weights", help="list the published trained weights")

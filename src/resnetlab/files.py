@@ -4,7 +4,9 @@ into place in one step, so a reader, a kill or a full disk sees the old file or 
 ``atomic_path`` is the one mechanism; ``atomic_write_text`` and ``write_json`` are its two common uses. A file
 written by a library (``savefig``, ``np.save``, ONNX) is written to the temporary path the context yields.
 Checkpoints are directories: ``train/checkpoint.py`` writes their files into a temporary directory and renames it,
-with ``fsync_tree`` from here.
+with ``fsync_tree`` from here. ``check_output_file`` refuses, in one line, a destination that cannot be written (a
+folder where a file is asked for, a file on the way), so that a command can check it before its slow part;
+``atomic_path`` checks it too.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from resnetlab.errors import UserError
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterator[Path]:
@@ -26,8 +30,11 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
     The temporary name keeps ``path``'s suffix (``suffix`` overrides it): matplotlib and numpy choose the format
     from it. The file gets the permissions of a normally created one (``usual_permissions``).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = check_output_file(path, access=False)  # a read-only folder is the caller's to handle (OSError)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"cannot create {path.parent}: {error.strerror or error}") from None
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix if suffix is None else suffix,
                                 dir=path.parent)
     os.close(fd)
@@ -39,6 +46,22 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)  # gone already after a successful rename
+
+
+def check_output_file(path: str | os.PathLike, *, example: str = "", access: bool = True) -> Path:
+    """``path`` if a file can be written there; else UserError saying why, before anything slow is done: ``path``
+    is a folder (``example``: a file name to suggest inside it), a folder on its way is a file, or (``access``)
+    the folder it would go in is not writable."""
+    path = Path(path)
+    if path.is_dir():
+        inside = f", e.g. {path / example}" if example else " inside it"
+        raise UserError(f"{path} is a folder; give a file name{inside}")
+    existing = next(p for p in path.parents if p.exists() or p.is_symlink())
+    if not existing.is_dir():
+        raise UserError(f"cannot write {path}: {existing} is a file, not a folder")
+    if access and not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write {path}: no permission to write in {existing}")
+    return path
 
 
 def usual_permissions(path: Path) -> None:

@@ -17,11 +17,12 @@ import matplotlib
 matplotlib.use("Agg")  # before pyplot is imported: files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.backend_bases import FigureCanvasBase  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from resnetlab.errors import UserError  # noqa: E402
-from resnetlab.files import atomic_path, atomic_write_text  # noqa: E402
+from resnetlab.files import atomic_path, atomic_write_text, check_output_file  # noqa: E402
 from resnetlab.train.history import read_history  # noqa: E402
 
 DPI = 110
@@ -99,14 +100,29 @@ def plot_error_panels(panels: Sequence[tuple[str, Sequence[Curve]]], output: Pat
     return save_figure(figure, output)
 
 
+def figure_path(output: str | Path) -> Path:
+    """Where a figure goes: ``output``, with ``.png`` added when it has no suffix (as matplotlib does); refused in
+    one line when matplotlib cannot write its suffix or the path cannot be written."""
+    path = check_output_file(output, example="curves.png")
+    if not path.suffix:
+        path = path.with_name(f"{path.name}.png")
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix[1:].lower() not in formats:
+        raise UserError(f"{path}: cannot draw a {path.suffix} file; give a name ending in one of "
+                        f"{', '.join('.' + name for name in sorted(formats))}")
+    return check_output_file(path)
+
+
 def save_figure(figure: plt.Figure, output: str | Path) -> Path:
-    """Write the figure (format from the suffix) atomically and free it."""
+    """Write the figure (format from the suffix, ``.png`` when it has none) atomically and free it; returns the
+    path written."""
     try:
-        with atomic_path(output) as temporary:
-            figure.savefig(temporary, dpi=DPI)
+        path = figure_path(output)
+        with atomic_path(path) as temporary:
+            figure.savefig(temporary, dpi=DPI, format=path.suffix[1:].lower())
     finally:
         plt.close(figure)
-    return Path(output)
+    return path
 
 
 def run_label(run_dir: Path) -> str:
@@ -118,6 +134,7 @@ def plot_runs(run_dirs: list[str | Path], output: str | Path, x_axis: str = "epo
     """Draw error and loss curves of several runs into one PNG (plus ``<output>.csv``); returns the PNG path."""
     if x_axis not in ("epoch", "step"):
         raise UserError(f"x axis must be epoch or step, got {x_axis!r}")
+    output = figure_path(output)  # before the reading and drawing
     runs = []
     for run_dir in run_dirs:
         rows = read_history(Path(run_dir))

@@ -109,14 +109,21 @@ def test_unreachable_mirror(isolated_env):
 
 def test_cached_tarball_with_wrong_checksum_is_refused(cifar_tarball, isolated_env):
     tarball, _ = cifar_tarball("cifar10", folder=isolated_env)
-    with pytest.raises(DataError, match=rf"{tarball}.*expected md5 {cifar.RELEASES['cifar10'].md5}"):
+    with pytest.raises(DataError, match=rf"{tarball}.*expected md5 {cifar.RELEASES['cifar10'].md5}.*delete it and "
+                                        "retry"):
         load_dataset("cifar10", download=False)
 
 
-def test_official_tarball_by_path_needs_official_checksum(cifar_tarball):
+def test_official_tarball_by_path_needs_official_checksum_and_says_it_is_not_the_release(cifar_tarball):
+    """A tarball the user gave is not deleted and retried: it is not the official release, so the way forward is
+    another copy of it, or another kind of data."""
     tarball, _ = cifar_tarball("cifar10")
-    with pytest.raises(DataError, match="checksum mismatch"):
+    with pytest.raises(DataError, match="checksum mismatch") as refused:
         load_dataset(str(tarball))
+    message = str(refused.value)
+    assert "not the official release" in message and "give an image folder" in message
+    assert "cifar-10-python.tar.gz" in message.split("download it again from")[1]
+    assert "delete it" not in message
 
 
 def test_resized_release(cifar_tarball, isolated_env):

@@ -26,7 +26,7 @@ def test_truncated_jpeg(image_folder):
     root, _ = image_folder()
     bad = root / "train" / "dog" / "0001.jpg"
     bad.write_bytes(encode(random_images(1, 32)[0], "JPEG")[:-200])
-    _raises(r"cannot decode image .*train/dog/0001\.jpg", root)
+    _raises(r"cannot decode image .*train/dog/0001\.jpg: .*; remove or replace that file$", root)
 
 
 def test_text_file_named_jpg(image_folder):
@@ -54,6 +54,21 @@ def test_empty_class_folder_in_archive(image_folder, tmp_path):
     (root / "train" / "empty").mkdir()
     (root / "test" / "empty").mkdir()
     _raises(r"train/empty has no images", pack(root, tmp_path / "mini.tar"))
+
+
+@pytest.mark.parametrize("pack_it", [False, True], ids=["folder", "archive"])
+def test_one_class_is_not_a_classification_dataset(image_folder, tmp_path, pack_it):
+    root, _ = image_folder(classes=["cat"])
+    source = pack(root, tmp_path / "one.tar") if pack_it else root
+    _raises(r"train has one class folder \(cat\); a classifier needs at least 2", source)
+
+
+def test_one_class_is_refused_by_the_streamed_listing_too(image_folder, tmp_path):
+    from resnetlab.data.listing import list_image_folder
+
+    root, _ = image_folder(classes=["cat"])
+    with pytest.raises(DataError, match="a classifier needs at least 2"):
+        list_image_folder(root, tmp_path / "listing-cache")
 
 
 def test_different_class_sets(image_folder):

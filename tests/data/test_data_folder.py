@@ -57,8 +57,10 @@ def test_modes_are_converted_and_resized(tmp_path):
             path.write_bytes(encode(image, "PNG", mode))
         (tmp_path / "mixed" / split / "only" / "4.jpg").write_bytes(encode(image, "JPEG"))
         (tmp_path / "mixed" / split / "only" / "notes.txt").write_text("not an image, ignored")
+        (tmp_path / "mixed" / split / "second").mkdir()  # a dataset needs two classes; "only" sorts first
+        (tmp_path / "mixed" / split / "second" / "0.png").write_bytes(encode(image, "PNG"))
     ds = load_dataset(tmp_path / "mixed", image_size=6)
-    assert ds.train.images.shape == (5, 6, 6, 3) and ds.test.images.shape == (5, 6, 6, 3)
+    assert ds.train.images.shape == (6, 6, 6, 3) and ds.test.images.shape == (6, 6, 6, 3)
     gray = ds.train.images[0]
     assert (gray[..., 0] == gray[..., 1]).all() and (gray[..., 1] == gray[..., 2]).all()
 

@@ -178,7 +178,7 @@ def test_a_bad_file_is_one_line_naming_it_even_from_a_worker(tmp_path):
     bad = root / "train" / "dog" / "001.png"
     bad.write_bytes(bad.read_bytes()[:60])
     splits = stream_splits(str(root), 16, "none", cache_dir=tmp_path / "cache")
-    with pytest.raises(DataError, match=r"cannot decode image .*001\.png") as caught:
+    with pytest.raises(DataError, match=r"cannot decode image .*001\.png: .*; remove or replace that file") as caught:
         list(eval_loader(splits.train, batch_size=2, num_workers=1).epoch(0))
     assert "\n" not in str(caught.value) and "Traceback" not in str(caught.value)
 

@@ -13,6 +13,7 @@ from resnetlab.cli import main
 from resnetlab.experiments import gradients
 from resnetlab.experiments.gradients import gradient_norms, weight_layers
 from resnetlab.models import create_model
+from resnetlab.train.announce import small_image_warning
 
 
 def test_two_layer_norms_by_hand():
@@ -125,3 +126,12 @@ def test_training_steps_are_the_loops_step_and_lr_with_the_recipes_warmup(monkey
     gradients.train_steps(create_model("resnet8"), batches, 2, deep_only, depth=8, steps_per_epoch=390,
                           device=torch.device("cpu"))
     assert used == pytest.approx([0.1, 0.1])  # the paper's warm-up is for ResNet-110 and deeper only
+
+
+def test_an_imagenet_net_on_small_images_is_warned_about_as_train_warns(tmp_path, tiny_data, capsys):
+    with one_thread():
+        assert main(["experiment", "gradients", "--models", "resnet18", "--steps", "0", "--batches", "1",
+                     "--batch-size", "4", "--data", str(tiny_data), "--device", "cpu", "--out",
+                     str(tmp_path / "exp")]) == 0
+    captured = capsys.readouterr()
+    assert small_image_warning("resnet18", 32) in captured.out + captured.err

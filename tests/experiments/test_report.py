@@ -50,6 +50,12 @@ def test_report_refuses_a_directory_without_an_experiment(tmp_path, capsys):
     assert "experiment.json" in capsys.readouterr().err
 
 
+def test_report_refuses_an_experiment_given_twice(degradation_dir, tmp_path, capsys):
+    again = degradation_dir.parent / "." / degradation_dir.name
+    assert main(["report", str(degradation_dir), str(again), "-o", str(tmp_path / "r.md")]) == 2
+    assert "is given twice" in capsys.readouterr().err and not (tmp_path / "r.md").exists()
+
+
 def test_report_tells_how_to_rewrite_results_of_an_older_version(degradation_dir, tmp_path, capsys):
     old = tmp_path / "old"
     shutil.copytree(degradation_dir, old, ignore=shutil.ignore_patterns("runs"))

@@ -1,8 +1,10 @@
 """The registry: every model builds, runs forward and backward, and errors are clear."""
 
+import numpy as np
 import pytest
 import torch
 
+from resnetlab.errors import UserError
 from resnetlab.models import ModelInfo, create_model, keras_resnet_v1, keras_resnet_v2, list_models, model_info
 from resnetlab.models.registry import register_model
 
@@ -65,6 +67,24 @@ def test_duplicate_registration_refused():
 def test_bad_builder_option_is_a_user_error():
     with pytest.raises(ValueError, match="bad model option"):
         create_model("resnet20", stem="cifar")
+
+
+@pytest.mark.parametrize("name", ["plain8", "plain18", "cifar_plain20"])
+def test_a_plain_net_refuses_a_shortcut_option_it_would_ignore(name):
+    with pytest.raises(UserError, match=rf"{name} is a plain net: it has no shortcuts.*got 'B'"):
+        create_model(name, shortcut="B")
+    assert create_model("resnet8", shortcut="B") is not None
+
+
+@pytest.mark.parametrize("name", ["resnet8", "resnet11v2", "preact_resnet8", "keras_resnet8v1", "keras_resnet11v2"])
+@pytest.mark.parametrize("classes", [0, -3, 2.5, True])
+def test_every_family_refuses_a_number_of_classes_that_is_not_positive(name, classes):
+    with pytest.raises(UserError, match=rf"{name}: num_classes must be a positive integer, got {classes!r}"):
+        create_model(name, num_classes=classes)
+
+
+def test_a_numpy_integer_is_a_number_of_classes():
+    assert create_model("resnet8", num_classes=np.int64(3)).fc.out_features == 3
 
 
 def state_shapes(model: torch.nn.Module) -> list[tuple[str, tuple[int, ...]]]:

@@ -62,3 +62,34 @@ def test_bad_model_is_one_line_and_exit_2(capsys, argv, message):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["summary", "resnet20", "--input", "1x32x32"],
+     "resnet20 takes 3-channel (RGB) images, not 1: give --input 3x32x32"),
+    (["summary", "keras_resnet20v1", "--input", "3x16x16"],
+     "keras_resnet20v1 cannot take 3x16x16 input (Given input size"),
+    (["summary", "resnet20", "--num-classes", "0"], "num_classes must be a positive integer, got 0"),
+    (["summary", "plain20", "--shortcut", "B"], "plain20 is a plain net: it has no shortcuts"),
+])
+def test_summary_refuses_what_the_model_cannot_take_in_one_line(capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("pattern, message", [
+    ("nothing*", "no model matches 'nothing*'"),
+    ("resnet-20", "unknown model 'resnet-20'; did you mean resnet20"),
+    ("resnet21", "depth 21 is not of the form 6n+2"),
+])
+def test_list_of_nothing_is_an_error_with_a_way_forward(capsys, pattern, message):
+    assert main(["list", pattern]) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and len(captured.err.strip().splitlines()) == 1 and captured.out == ""
+
+
+def test_list_of_a_valid_unregistered_name_shows_it(capsys):
+    assert main(["list", "resnet8", "--json"]) == 0
+    (entry,) = json.loads(capsys.readouterr().out)
+    assert entry["name"] == "resnet8" and entry["depth"] == 8 and entry["params"] == 75_290

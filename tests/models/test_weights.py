@@ -104,6 +104,33 @@ def test_unknown_weights_name_what_exists(weights_dir):
         create_model("resnet20", weights="tiny", num_classes=100)
 
 
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_a_weights_folder_variable_that_names_no_folder_is_refused(tmp_path, monkeypatch, kind):
+    """Searching the package's folder alone would load other weights than the ones asked for."""
+    target = tmp_path / "my-weights"
+    if kind == "file":
+        target.write_text("not a folder")
+    monkeypatch.setenv("RESNETLAB_WEIGHTS", str(target))
+    found = "no such folder" if kind == "missing" else "a file, not a folder"
+    with pytest.raises(UserError, match=rf"\$RESNETLAB_WEIGHTS={target}: {found}; .*or unset it"):
+        create_model("resnet20", weights="cifar10")
+    with pytest.raises(UserError, match="RESNETLAB_WEIGHTS"):
+        list_weights()
+
+
+def test_an_empty_weights_folder_is_searched_without_complaint(tmp_path, monkeypatch):
+    monkeypatch.setattr(weights_module, "PACKAGE_WEIGHTS", tmp_path / "no-package-weights")
+    monkeypatch.setenv("RESNETLAB_WEIGHTS", str(tmp_path))
+    assert list_weights() == []
+
+
+@pytest.mark.parametrize("content", [b"[1, 2]", b'"weights"', b"\xff\xfe{}", b'{"format": 0}'])
+def test_an_index_that_is_not_a_weights_index_is_one_clear_error(tmp_path, content):
+    (tmp_path / INDEX_FILE).write_bytes(content)
+    with pytest.raises(UserError, match="weights index"):
+        read_index(tmp_path)
+
+
 def test_an_unfinished_run_is_not_published(finished_run, tmp_path):
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
     with pytest.raises(UserError, match="has not finished"):

@@ -134,6 +134,23 @@ def test_predict_any_size_and_refuses_non_images(trained_run, tiny_data, tmp_pat
     assert "notes.png" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("top_k", ["0", "-2"])
+def test_predict_refuses_a_top_k_below_one(trained_run, tiny_data, capsys, top_k):
+    capsys.readouterr()
+    assert main(["predict", str(trained_run), str(tiny_data / "test" / "dog" / "0000.png"), "--top-k", top_k]) == 2
+    err = capsys.readouterr().err
+    assert f"--top-k must be at least 1, got {top_k}" in err and len(err.strip().splitlines()) == 1
+
+
+def test_predict_runs_on_the_device_asked_for(trained_run, tiny_data, capsys):
+    image = str(tiny_data / "test" / "dog" / "0000.png")
+    capsys.readouterr()
+    assert main(["predict", str(trained_run), image, "--device", "cpu", "--amp", "off", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["file"] == image
+    assert main(["predict", str(trained_run), image, "--device", "tpu"]) == 2
+    assert "unknown device 'tpu'" in capsys.readouterr().err
+
+
 def test_plot_writes_png_and_csv(trained_run, tmp_path):
     output = tmp_path / "curves.png"
     assert main(["plot", str(trained_run), str(trained_run), "-o", str(output), "--x", "step"]) == 0

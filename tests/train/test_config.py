@@ -116,3 +116,27 @@ def test_resume_config_takes_another_spelling_of_the_stored_data_path(tmp_path, 
     other.write_bytes(b"")
     with pytest.raises(ValueError, match="cannot change data of an existing run"):
         resume_config(stored, {"data": "../data/other.tar.xz"}, lines.append)
+
+
+@pytest.mark.parametrize("keep", [0, -1])
+def test_keep_checkpoints_below_one_is_refused(keep):
+    with pytest.raises(ValueError, match=f"keep_checkpoints must be at least 1 .*got {keep}"):
+        resolve_config("paper", overrides={"keep_checkpoints": keep})
+
+
+def test_a_config_file_that_is_a_folder_is_refused_naming_it(tmp_path):
+    with pytest.raises(ValueError, match=f"config file {tmp_path} is a folder; give a .toml file"):
+        resolve_config("paper", tmp_path)
+
+
+@pytest.mark.parametrize("typed, meant", [("batch-size", "batch_size"), ("learning_rate", "lr"),
+                                          ("wd", "weight_decay"), ("strict-size", "strict_image_size"),
+                                          ("momentun", "momentum")])
+def test_an_unknown_key_suggests_the_one_meant(typed, meant):
+    with pytest.raises(ValueError, match=f"command line: unknown config key '{typed}'; did you mean '{meant}'\\?"):
+        resolve_config("paper", overrides={typed: 1})
+
+
+def test_an_unknown_key_without_a_near_one_points_to_the_list():
+    with pytest.raises(ValueError, match=r"unknown config key 'zzz' \(`resnetlab train --help` lists every key"):
+        resolve_config("paper", overrides={"zzz": 1})

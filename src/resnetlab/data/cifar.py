@@ -95,7 +95,9 @@ def load_cifar(
 
     def build() -> tuple[ImageArrays, ImageArrays, list[str]]:
         if archive is not None:
-            tarball = _check_md5(archive, md5)
+            official = f"{base_url(url).rstrip('/')}/{release.filename}"
+            tarball = _check_md5(archive, md5, "this is not the official release; download it again from "
+                                 f"{official}, or give an image folder instead")
         else:
             tarball = _tarball(release, cache.ensure_dir(cache_dir), base_url(url), md5, download)
         train, test, classes = read_release(tarball, release, cache_dir)
@@ -130,7 +132,7 @@ def read_release(tarball: Path, release: Release, cache_dir: Path) -> tuple[Imag
 def _tarball(release: Release, cache_dir: Path, base: str, md5: str, download: bool) -> Path:
     dest = cache_dir / release.filename
     if dest.exists():
-        return _check_md5(dest, md5)
+        return _check_md5(dest, md5, "delete it and retry")
     if not download:
         raise DataError(f"{dest} is missing and downloading is turned off; place the official tarball there")
     try:
@@ -142,12 +144,12 @@ def _tarball(release: Release, cache_dir: Path, base: str, md5: str, download: b
                         f"the official {release.filename}), or set ${DATA_ENV} to it") from None
 
 
-def _check_md5(path: Path, md5: str) -> Path:
+def _check_md5(path: Path, md5: str, way_forward: str) -> Path:
     if not path.is_file():
         raise DataError(f"official CIFAR tarball not found: {path}")
     actual = cache.file_digest(path, "md5")
     if actual != md5:
-        raise DataError(f"checksum mismatch for {path}: expected md5 {md5}, got {actual}; delete it and retry")
+        raise DataError(f"checksum mismatch for {path}: expected md5 {md5}, got {actual}; {way_forward}")
     return path
 
 

@@ -49,7 +49,7 @@ def decode_image(name: str, payload: Path | bytes, size: int, resize: bool = Tru
                                 "(other sizes are refused by --strict-size)")
             return _to_array(im, size)
     except _DECODE_ERRORS as err:
-        raise DataError(f"cannot decode image {name}: {one_line(err)}") from err
+        raise DataError(f"cannot decode image {name}: {one_line(err)}; remove or replace that file") from err
 
 
 def decode_images(items: Sequence[tuple[str, Path | bytes]], size: int, num_workers: int | None = None,

@@ -153,7 +153,7 @@ def _build_splits(
 def group_by_class(files: Iterable[str], folders: set[str], where: str, display: Callable[[str], str]
                    ) -> tuple[list[str], dict[str, list[tuple[str, int]]]]:
     """(sorted class names, {split: [(relative path, label)] in (class, file name) order}), after checking that
-    train/ has class folders, test/ the same ones, and none of them is empty."""
+    train/ has at least two class folders, test/ the same ones, and none of them is empty."""
     by_split: dict[str, dict[str, list[str]]] = {split: {} for split in SPLITS}
     for folder in folders:
         parts = folder.split("/")
@@ -166,6 +166,9 @@ def group_by_class(files: Iterable[str], folders: set[str], where: str, display:
     classes = sorted(by_split["train"])
     if not classes:
         raise DataError(f"{where}/train has no class folders ({_LAYOUT})")
+    if len(classes) < 2:
+        raise DataError(f"{where}/train has one class folder ({classes[0]}); a classifier needs at least 2, one "
+                        "folder per class")
     only_train = sorted(set(classes) - set(by_split["test"]))
     only_test = sorted(set(by_split["test"]) - set(classes))
     if only_train or only_test:

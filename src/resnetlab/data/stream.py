@@ -96,7 +96,7 @@ def load_image(path: Path, transform: ImageTransform, rng: np.random.Generator |
         with Image.open(path) as image:
             return transform(image, rng, out)
     except _DECODE_ERRORS as err:
-        raise DataError(f"cannot decode image {path}: {one_line(err)}") from err
+        raise DataError(f"cannot decode image {path}: {one_line(err)}; remove or replace that file") from err
 
 
 def _checked(loader: torch.utils.data.DataLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from resnetlab.experiments.figures import Curve, plot_error_panels
-from resnetlab.experiments.records import check_rerun, data_text, length_text, setup_rows, write_experiment
+from resnetlab.experiments.records import (check_rerun, data_text, length_text, preflight, setup_rows,
+                                           write_experiment)
 from resnetlab.experiments.render import publish_results
 from resnetlab.experiments.sweep import GroupResult, RunSpec, group_results, run_records, run_sweep
 from resnetlab.experiments.tables import DASH, Table, fixed, plus_minus
@@ -173,6 +174,9 @@ def run_comparison(comparison: Comparison, exp_dir: str | Path, base: TrainConfi
     exp_dir, started = Path(exp_dir), time.time()
     config = {**base.to_dict(), "model": "per run", "seed": "per run"}
     check_rerun(exp_dir, comparison.kind, config, arguments)
+    preflight(base.device, base.data)
+    for spec in comparison.specs:
+        spec.config(base)  # each run's config is valid before anything is written
     exp_dir.mkdir(parents=True, exist_ok=True)
     common = {"title": comparison.title, "arguments": arguments, "started": started, "config": config}
     write_experiment(exp_dir, comparison.kind, status="running", **common)

@@ -20,11 +20,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from resnetlab.errors import UserError
-from resnetlab.experiments.records import check_rerun, data_text, display_name, write_experiment
+from resnetlab.experiments.records import check_rerun, data_text, display_name, preflight, write_experiment
 from resnetlab.models import create_model, model_info
 from resnetlab.files import write_json
 from resnetlab.train.config import TrainConfig, resolve_config
 from resnetlab.train.loop import Log
+from resnetlab.train.announce import small_image_warning
 from resnetlab.train.optim import build_optimizer, set_lr
 from resnetlab.train.schedule import PlateauState, WarmupState, effective_lr, warmup_applies
 from resnetlab.train.step import build_train_step
@@ -153,7 +154,7 @@ def run_gradients(models: list[str], exp_dir: str | Path, *, data: str | None = 
                   arguments: dict[str, Any] | None = None, log: Log = print) -> dict[str, Any]:
     """Probe every model (a model already probed with these settings is kept) and write the table and plot."""
     from resnetlab.experiments.gradient_report import write_gradient_report
-    from resnetlab.train.environment import describe_environment, pick_device
+    from resnetlab.train.environment import describe_environment
 
     exp_dir, started = Path(exp_dir), time.time()
     for name in models:
@@ -163,13 +164,13 @@ def run_gradients(models: list[str], exp_dir: str | Path, *, data: str | None = 
     arguments = {**(arguments or {}), "models": models, "data": data, "steps": steps, "batches": batches,
                  "batch_size": batch_size, "seed": seed, "lr": lr}
     check_rerun(exp_dir, "gradients", None, arguments)
-    torch_device = pick_device(device)
+    config = resolve_config("paper", overrides={"lr": lr, "batch_size": batch_size, "seed": seed})
+    torch_device = preflight(device, data)
     common = {"title": "Gradient flow: per-layer gradient norms (DRL section 4.1)", "arguments": arguments,
                   "started": started, "environment": {**describe_environment(torch_device), "seed": seed}}
     write_experiment(exp_dir, "gradients", status="running", **common)
     settings = {key: arguments[key] for key in ("data", "steps", "batches", "batch_size", "seed", "lr")}
     settings["format"] = 3  # format 1: no weight norms; 2: hand-coded SGD and warm-up. Both are measured again
-    config = resolve_config("paper", overrides={"lr": lr, "batch_size": batch_size, "seed": seed})
     results, loaded = [], None
     for name in models:
         path = exp_dir / "models" / f"{name}.json"
@@ -182,6 +183,9 @@ def run_gradients(models: list[str], exp_dir: str | Path, *, data: str | None = 
         if loaded is None:
             loaded = load_batches(data, batch_size, batches, seed, torch_device)
         probe, training_batches, classes, steps_per_epoch = loaded
+        warning = small_image_warning(name, probe[0][0].shape[-1])
+        if warning:
+            log(warning)
         log(f"{name}: gradient norms at initialisation" + (f" and after {steps} steps" if steps else ""))
         result = probe_model(name, probe, training_batches(), len(classes), steps=steps, seed=seed, config=config,
                              steps_per_epoch=steps_per_epoch, device=torch_device)

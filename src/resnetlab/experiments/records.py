@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from resnetlab.errors import UserError
+from resnetlab.errors import DataError, UserError
 from resnetlab.files import write_json
+
+if TYPE_CHECKING:
+    import torch
 
 EXPERIMENT_FILE = "experiment.json"
 LENGTH_KEYS = ("epochs", "iterations")  # the only config fields a rerun may change: it extends the runs
@@ -38,11 +41,14 @@ def read_experiment(exp_dir: str | Path) -> dict[str, Any]:
 
 
 def check_rerun(exp_dir: Path, kind: str, config: dict[str, Any] | None, arguments: dict[str, Any]) -> None:
-    """Refuse to mix two different experiments in one directory; a longer training length is allowed."""
+    """Refuse to mix two different experiments in one directory; a longer training length is allowed. The record
+    of an attempt that failed before it trained or measured anything holds nothing to protect: it is no obstacle."""
     path = exp_dir / EXPERIMENT_FILE
     if not path.exists():
         return
     old = json.loads(path.read_text())
+    if old.get("status") != "finished" and not holds_results(exp_dir):
+        return
     if old.get("kind") != kind:
         raise UserError(f"{exp_dir} holds a {old.get('kind')!r} experiment, not {kind!r}; choose another --out")
     changed = [key for key, value in (config or {}).items()
@@ -52,6 +58,23 @@ def check_rerun(exp_dir: Path, kind: str, config: dict[str, Any] | None, argumen
     if changed:
         raise UserError(f"{exp_dir} was made with other settings ({', '.join(sorted(set(changed)))} differ); "
                         "rerun with the same ones to continue it, or choose another --out")
+
+
+def holds_results(exp_dir: Path) -> bool:
+    """Whether an experiment directory holds anything trained or measured: a run's checkpoint, a probed model."""
+    return any(exp_dir.glob("runs/*/checkpoints/*")) or any(exp_dir.glob("models/*.json"))
+
+
+def preflight(device: str, data: str | None) -> torch.device:
+    """The device (refused when it is not there) and the data path (refused when it does not exist), checked
+    before an experiment writes its record: a typo fails with nothing written."""
+    from resnetlab.data.sources import NAMED_SOURCES
+    from resnetlab.train.environment import pick_device
+
+    if data and data.strip().lower() not in NAMED_SOURCES and not Path(data).expanduser().exists():
+        raise DataError(f"data source not found: {data} (give a folder, an archive or one of "
+                        f"{', '.join(NAMED_SOURCES)})")
+    return pick_device(device)
 
 
 def run_environment(run_dirs: list[Path]) -> dict[str, Any]:

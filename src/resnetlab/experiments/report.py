@@ -33,8 +33,11 @@ def build_report(exp_dirs: list[str | Path], output: str | Path = "report.md", h
     if not exp_dirs:
         raise UserError("give at least one experiment directory")
     output = Path(output)
-    found = []
+    found, seen = [], set()
     for exp_dir in map(Path, exp_dirs):
+        if exp_dir.resolve() in seen:
+            raise UserError(f"{exp_dir} is given twice; give each experiment directory once")
+        seen.add(exp_dir.resolve())
         record = read_experiment(exp_dir)
         if "report" not in record and record.get("status") == "finished":
             raise UserError(f"{exp_dir}: its results were written by an older resnetlab that did not keep them as "

@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from resnetlab.errors import UserError
-from resnetlab.experiments.records import check_rerun, read_experiment, run_environment, write_experiment
+from resnetlab.experiments.records import (check_rerun, preflight, read_experiment, run_environment,
+                                           write_experiment)
 from resnetlab.files import write_json
 from resnetlab.train.loop import Log
 
@@ -101,7 +102,9 @@ def layer_response_stds(model: nn.Module, images: torch.Tensor) -> list[dict[str
 
 
 def final_checkpoint(path: Path) -> Path:
-    """A run directory's last step checkpoint (the weights its final errors describe); other paths as given."""
+    """A run directory's last step checkpoint (the weights its final errors describe); other paths (a checkpoint,
+    published weights such as ``resnet20.cifar10``) as given, once they are known to be there."""
+    from resnetlab.models.weights import parse_weights_name
     from resnetlab.train.checkpoint import list_checkpoints
 
     if path.is_dir() and (path / "checkpoints").is_dir():
@@ -109,6 +112,11 @@ def final_checkpoint(path: Path) -> Path:
         if not found:
             raise UserError(f"{path}: no checkpoint yet (has the run started?)")
         return found[0]
+    if not path.exists() and not parse_weights_name(str(path)):
+        raise UserError(f"{path}: no such run directory or checkpoint")
+    if path.is_dir() and not (path / "model.safetensors").exists():
+        raise UserError(f"{path}: neither a run directory (no checkpoints/) nor a checkpoint directory (no "
+                        "model.safetensors)")
     return path
 
 
@@ -118,7 +126,10 @@ def runs_from_experiment(exp_dir: Path, seed: int | None = None) -> list[Path]:
     runs = record.get("runs") or []
     if not runs:
         raise UserError(f"{exp_dir}: the experiment has no finished runs yet")
-    chosen = min(r["seed"] for r in runs) if seed is None else seed
+    seeds = sorted({r["seed"] for r in runs})
+    if seed is not None and seed not in seeds:
+        raise UserError(f"{exp_dir} has no runs of seed {seed}; its seeds: {', '.join(map(str, seeds))}")
+    chosen = seeds[0] if seed is None else seed
     return [Path(r["run_dir"]) for r in runs if r["seed"] == chosen]
 
 
@@ -147,13 +158,14 @@ def run_responses(run_dirs: list[str | Path], exp_dir: str | Path, *, data: str 
         raise UserError("--images must be at least 2")
     arguments = {**(arguments or {}), "runs": [str(r) for r in run_dirs], "data": data, "images": images}
     check_rerun(exp_dir, "responses", None, arguments)
+    checkpoints = [final_checkpoint(Path(run_dir)) for run_dir in run_dirs]  # each there before anything is written
+    preflight("cpu", data)
     common = {"title": "Layer responses: std of each 3x3 layer's output (DRL section 4.2, Figure 7)",
               "arguments": arguments, "started": started,
               "environment": run_environment([Path(r) for r in run_dirs])}
     write_experiment(exp_dir, "responses", status="running", **common)
     results, datasets = [], {}
-    for run_dir in map(Path, run_dirs):
-        checkpoint = final_checkpoint(run_dir)
+    for run_dir, checkpoint in zip(map(Path, run_dirs), checkpoints):
         name = run_dir.name if run_dir.is_dir() else checkpoint.stem
         path = exp_dir / "models" / f"{name}.json"
         key = {"checkpoint": str(checkpoint.resolve()), "images": images, "data": data}

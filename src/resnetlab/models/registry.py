@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import numbers
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -51,7 +52,13 @@ class ModelInfo:
     twin: str = ""  # the same net with shortcuts removed (or added); "" when the papers have none
 
     def build(self, **kwargs: Any) -> nn.Module:
+        if not self.residual and "shortcut" in kwargs:
+            raise UserError(f"{self.name} is a plain net: it has no shortcuts, so it takes no shortcut option "
+                            f"(got {kwargs['shortcut']!r})")
         kwargs.setdefault("num_classes", self.num_classes)
+        classes = kwargs["num_classes"]
+        if isinstance(classes, bool) or not isinstance(classes, numbers.Integral) or classes < 1:
+            raise UserError(f"{self.name}: num_classes must be a positive integer, got {classes!r}")
         try:
             return self.builder(**kwargs)
         except TypeError as error:

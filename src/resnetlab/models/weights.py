@@ -7,8 +7,9 @@ the test accuracy of the final weights (no model selection) and where it was mea
 files lists them with their sha256, which every load checks. Names follow timm's ``model.tag``:
 ``resnet56.cifar10``.
 
-Folders searched, first match wins: ``$RESNETLAB_WEIGHTS`` (one folder holding an ``index.json``), then the
-``weights`` folder of the package. Files are added by ``resnetlab publish RUN_DIR`` (``train/publish.py``).
+Folders searched, first match wins: ``$RESNETLAB_WEIGHTS`` (one folder holding an ``index.json``; a path that is
+not a folder is refused), then the ``weights`` folder of the package. Files are added by
+``resnetlab publish RUN_DIR`` (``train/publish.py``).
 """
 
 from __future__ import annotations
@@ -73,9 +74,20 @@ def file_sha256(path: Path) -> str:
 
 
 def weight_folders() -> list[Path]:
-    """The folders searched for published weights, in order."""
-    folders = [Path(os.environ[ENV_VAR])] if os.environ.get(ENV_VAR) else []
-    return [*folders, PACKAGE_WEIGHTS]
+    """The folders searched for published weights, in order.
+
+    A ``$RESNETLAB_WEIGHTS`` that names no folder is refused, not skipped: searching the package's folder alone
+    would load weights other than the ones it was set to find (a typo would give the package's ``resnet20.cifar10``
+    in place of one's own)."""
+    value = os.environ.get(ENV_VAR)
+    if not value:
+        return [PACKAGE_WEIGHTS]
+    folder = Path(value)
+    if not folder.is_dir():
+        found = "a file, not a folder" if folder.exists() else "no such folder"
+        raise UserError(f"${ENV_VAR}={value}: {found}; point it at a folder of published weights (with an "
+                        f"{INDEX_FILE}), or unset it to search the package's own")
+    return [folder, PACKAGE_WEIGHTS]
 
 
 def read_index(folder: Path) -> dict[str, dict[str, Any]]:
@@ -84,11 +96,12 @@ def read_index(folder: Path) -> dict[str, dict[str, Any]]:
     if not path.is_file():
         return {}
     try:
-        index = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise UserError(f"{path}: not a readable weights index ({error})") from None
-    if index.get("format") != INDEX_FORMAT:
-        raise UserError(f"{path}: not a resnetlab weights index (format {index.get('format')!r})")
+    if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT:
+        found = index.get("format") if isinstance(index, dict) else type(index).__name__
+        raise UserError(f"{path}: not a resnetlab weights index (format {found!r})")
     return dict(index.get("weights", {}))
 
 

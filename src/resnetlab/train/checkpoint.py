@@ -84,7 +84,7 @@ def save_checkpoint(run_dir: Path, kind: str, model_state: dict[str, torch.Tenso
         if isinstance(error, (OSError, SafetensorError, RuntimeError)):  # what full or failing disks raise
             raise CheckpointError(_write_failure(error, final, list_checkpoints(run_dir, kind), run_dir)) from error
         raise
-    for old in list_checkpoints(run_dir, kind)[keep:]:
+    for old in list_checkpoints(run_dir, kind)[max(1, keep):]:  # never the one just written
         doomed = folder / f".del-{old.name}"
         try:
             old.rename(doomed)  # out of sight in one step first, so a kill while deleting leaves no torn checkpoint
@@ -166,10 +166,15 @@ def load_checkpoint(path: str | Path, with_state: bool = True) -> Checkpoint:
     path = Path(path)
     if path.is_dir() and (checkpoints_dir(path).is_dir() or (path / "config.toml").is_file()):
         candidates = list_checkpoints(path, "best") + list_checkpoints(path, "step")
+        if not candidates and (path / "results.json").is_file():
+            raise CheckpointError(f"{path}: this run finished but kept no checkpoint (checkpoints/ is empty: they "
+                                  "were deleted, or pruned by keep_checkpoints = 0); train it again to evaluate it")
         if not candidates:
             raise CheckpointError(f"{path}: no checkpoint yet; a run writes its first at the end of its first "
                                   "epoch (and when it is stopped with Ctrl-C)")
         path = candidates[0]
+    elif path.is_dir() and not (path / MODEL_FILE).exists() and not (path / STATE_FILE).exists():
+        raise CheckpointError(not_a_checkpoint_directory(path))
     if path.is_dir():
         weights_file, state_file = path / MODEL_FILE, path / STATE_FILE
     elif path.suffix == ".safetensors":
@@ -186,6 +191,14 @@ def load_checkpoint(path: str | Path, with_state: bool = True) -> Checkpoint:
             raise CheckpointError(f"{path}: weights (step {metadata['step']}) and state (step {state['step']}) "
                                   "do not belong together")
     return Checkpoint(path, model_state, metadata, state)
+
+
+def not_a_checkpoint_directory(path: Path) -> str:
+    """What a folder that is neither a run nor a checkpoint is, naming the runs inside it (a seed sweep's)."""
+    runs = sorted(item.name for item in path.iterdir() if checkpoints_dir(item).is_dir())
+    inside = f"; it holds the runs {', '.join(runs)}: name one of them" if runs else ""
+    return (f"{path} is not a run or checkpoint directory (no checkpoints/, no {MODEL_FILE}){inside}; give a run "
+            f"directory, a checkpoint directory or a .safetensors file")
 
 
 def load_latest(run_dir: Path, report: Callable[[str], None] | None = None) -> Checkpoint | None:

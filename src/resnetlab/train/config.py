@@ -13,6 +13,7 @@ then command-line overrides. The resolved config is written to the run directory
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import math
 import os
@@ -149,7 +150,7 @@ class TrainConfig:
     log_every: int = setting(50, "steps between progress updates (and host synchronisations)")
     eval_every: int = setting(0, "steps between extra history rows (evaluation) inside epochs (0: epoch ends only)")
     checkpoint_every: int = setting(1, "epochs between checkpoints")
-    keep_checkpoints: int = setting(2, "step checkpoints kept (the best one is kept besides)")
+    keep_checkpoints: int = setting(2, "step checkpoints kept, at least 1 (the best one is kept besides)")
     tensorboard: bool = setting(True, "mirror the history to TensorBoard (when the tensorboard package is there)")
 
     def total_steps(self, steps_per_epoch: int) -> int:
@@ -178,6 +179,8 @@ class TrainConfig:
              f"increasing, in (0, 1], one per size (got sizes {self.progressive_sizes}, until "
              f"{self.progressive_until})"),
             (self.warmup_check_every > 0, f"warmup_check_every must be positive, got {self.warmup_check_every}"),
+            (self.keep_checkpoints >= 1, "keep_checkpoints must be at least 1 (eval, resume and publish read the "
+             f"newest step checkpoint), got {self.keep_checkpoints}"),
             (self.select_on == "test" or self.val_split > 0 or self.plateau_factor == 0,
              "a plateau schedule needs a validation split (--val-split N) or select_on = \"test\""),
         ]
@@ -241,7 +244,7 @@ def coerce(name: str, value: Any) -> Any:
     """Check a TOML or flag value against the field's type; ints are accepted where floats are expected."""
     types = field_types()
     if name not in types:
-        raise UserError(f"unknown config key {name!r}")
+        raise UserError(f"unknown config key {name!r}{key_hint(name)}")
     expected = types[name]
     origin = getattr(expected, "__origin__", expected)
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
@@ -258,13 +261,26 @@ def coerce(name: str, value: Any) -> Any:
     return value
 
 
+def key_hint(name: str) -> str:
+    """What an unknown key probably meant (``batch-size``: batch_size; a flag's name, ``wd``: its key)."""
+    keys = {**{f.metadata["flag"][2:].replace("-", "_"): f.name for f in fields(TrainConfig) if "flag" in f.metadata},
+            "learning_rate": "lr", **{key: key for key in field_types()}}
+    meant = dict.fromkeys(keys[key] for key in difflib.get_close_matches(name.lower().replace("-", "_"), keys, 3, 0.7))
+    guess = f"; did you mean {' or '.join(map(repr, meant))}?" if meant else ""
+    return f"{guess} (`resnetlab train --help` lists every key as a flag: --batch-size sets batch_size)"
+
+
 def read_toml(path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as handle:
             table = tomllib.load(handle)
     except FileNotFoundError:
         raise UserError(f"config file not found: {path}") from None
-    except tomllib.TOMLDecodeError as error:
+    except IsADirectoryError:
+        raise UserError(f"config file {path} is a folder; give a .toml file") from None
+    except OSError as error:
+        raise UserError(f"cannot read config file {path}: {error.strerror or error}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise UserError(f"{path}: not valid TOML ({error})") from None
     table.pop("description", None)
     return table

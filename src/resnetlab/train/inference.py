@@ -57,18 +57,46 @@ def load_trained(path: str | Path, device: torch.device | str = "cpu", fold_bn: 
     checkpoint = load_checkpoint(weights_source(path), with_state=False)
     meta = checkpoint.metadata
     try:
+        classes, image_size = list(meta["classes"]), int(meta["image_size"])
         model = create_model(meta["model"], **meta["model_kwargs"])
-        model.load_state_dict(checkpoint.model_state)
         normalizer = Normalizer.from_state_dict({key: torch.tensor(value, dtype=torch.float32)
                                                  if isinstance(value, list) else value
                                                  for key, value in meta["normalizer"].items()})
-    except (KeyError, RuntimeError) as error:
+    except KeyError as error:
+        raise CheckpointError(f"{checkpoint.path}: the checkpoint metadata has no {error}; the file was not written "
+                              "by resnetlab train, or was edited") from None
+    except (TypeError, ValueError, RuntimeError) as error:
+        first_line = str(error).strip().splitlines()[0]
+        raise CheckpointError(f"{checkpoint.path}: unusable checkpoint metadata ({first_line})") from None
+    if problem := weights_mismatch(model.state_dict(), checkpoint.model_state):
+        raise CheckpointError(f"{checkpoint.path}: the metadata says {meta['model']} ({len(classes)} classes), but "
+                              f"the weights do not fit it: {problem}; the file was written for another model")
+    try:
+        model.load_state_dict(checkpoint.model_state)
+    except RuntimeError as error:
         first_line = str(error).strip().splitlines()[0]
         raise CheckpointError(f"{checkpoint.path}: checkpoint does not match its model ({first_line})") from None
     model = fold_batchnorm(model) if fold_bn else model.eval()
     # channels_last, as the training loop runs: faster on CUDA and on a CPU with oneDNN (benchmarks/README.md)
-    return TrainedModel(model.to(device, memory_format=torch.channels_last), normalizer, list(meta["classes"]), int(meta["image_size"]), meta,
+    return TrainedModel(model.to(device, memory_format=torch.channels_last), normalizer, classes, image_size, meta,
                         checkpoint.path)
+
+
+def weights_mismatch(expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor]) -> str:
+    """How a state dict differs from the one a model expects, in words ("" when it fits): the layers only one of
+    them has (``layer1.3``, not each of its tensors) and the tensors of another shape."""
+    def layers(keys: list[str], where: str) -> str:
+        names = list(dict.fromkeys(".".join(key.split(".")[:2 if key.count(".") > 1 else 1]) for key in keys))
+        more = f" and {len(names) - 4} more" if len(names) > 4 else ""
+        return f"{len(names)} layer{'s' * (len(names) != 1)} only in the {where} ({', '.join(names[:4])}{more})"
+
+    extra = [key for key in given if key not in expected]
+    missing = [key for key in expected if key not in given]
+    shapes = [f"{key} is {list(given[key].shape)} in the file, {list(value.shape)} in the model"
+              for key, value in expected.items() if key in given and given[key].shape != value.shape]
+    problems = ([layers(extra, "file")] if extra else []) + ([layers(missing, "model")] if missing else []) + (
+        shapes[:3] + ([f"{len(shapes) - 3} more tensors of another shape"] if len(shapes) > 3 else []))
+    return "; ".join(problems)
 
 
 def evaluate_checkpoint(trained: TrainedModel, data: str | None, split: str = "test",

@@ -34,14 +34,13 @@ from torch import nn
 from resnetlab.data.augment import resize_batch
 from resnetlab.data.loader import SharedData
 from resnetlab.errors import CheckpointError
-from resnetlab.files import atomic_write_text, write_json
+from resnetlab.files import write_json
 from resnetlab.models import model_info
 from resnetlab.train import distributed
 from resnetlab.train.build import build_model, load_data, restore
 from resnetlab.train.checkpoint import clean_temporary, list_checkpoints, load_latest
-from resnetlab.train.config import TrainConfig, resume_config, to_toml
-from resnetlab.train.environment import (command_line, describe_environment, keep_freed_memory_for_reuse,
-                                         pick_device, seed_everything)
+from resnetlab.train.config import TrainConfig, resume_config
+from resnetlab.train.environment import keep_freed_memory_for_reuse, pick_device, seed_everything
 from resnetlab.train.evaluate import evaluate
 from resnetlab.train.finetune import prepare_model
 from resnetlab.train.graphs import graphed_if_supported
@@ -49,6 +48,7 @@ from resnetlab.train.history import write_history
 from resnetlab.train.lock import run_lock
 from resnetlab.train.optim import build_optimizer, current_lr, set_lr
 from resnetlab.train.precision import choose_precision
+from resnetlab.train.preflight import check_image_size, check_model_takes_images, write_run_records
 from resnetlab.train.run import EpochState, Run, save, summarize_run
 from resnetlab.train.runlog import Log, RunLog
 from resnetlab.train.schedule import WarmupState, effective_lr, monitored_value, train_side, warmup_applies
@@ -101,7 +101,7 @@ def start_run(config: TrainConfig, run_dir: str | Path, *, resume: bool = True,
         config = resume_config(checkpoint.state["config"], overrides or {}, log, run_dir)
         log(f"resuming {run_dir} from step {checkpoint.step} ({checkpoint.path.name})")
     config.validate()
-    model_info(config.model)  # an unknown name or impossible depth fails before any data is loaded
+    check_image_size(config)  # also an unknown name or impossible depth: fails before any data is loaded
     distributed.per_rank_batch(config.batch_size, dist)  # refused before any process group is joined
     runlog = RunLog(run_dir, log, is_main=dist.is_main, show_progress=show_progress, tensorboard=config.tensorboard)
     device = pick_device(config.device)
@@ -120,22 +120,20 @@ def start_run(config: TrainConfig, run_dir: str | Path, *, resume: bool = True,
     model = build_model(config, len(classes), device, dist)
     prepare_model(model, config.init, config.freeze, checkpoint is None,  # train/finetune.py: --init, --freeze
                   runlog.line if dist.is_main else lambda _: None, list(classes))
+    if checkpoint is None:
+        check_model_takes_images(model, config, device)
     run = Run(config, run_dir, device, precision, model, model, build_optimizer(model, config, device), normalizer,
               classes, train_loader, eval_loaders, runlog, dist=dist,
               warmup=WarmupState(active=warmup_applies(config, model_info(config.model).depth)))
     if checkpoint is not None:
         restore(run, checkpoint)
-    elif dist.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.toml", to_toml(config.to_dict()))
-        write_json(run_dir / "environment.json", {**describe_environment(device), "command": command_line(),
-                                                  "seed": config.seed, "precision": precision.to_dict(),
-                                                  "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     run.train_model = torch.compile(model) if config.compile else model
     if dist.enabled:
         run.train_model = nn.parallel.DistributedDataParallel(
             run.train_model, device_ids=[device.index] if device.type == "cuda" else None)
     run.step_fn = make_train_step(run)
+    if checkpoint is None and dist.is_main:  # only now: a run refused above leaves no records (train/preflight.py)
+        write_run_records(run_dir, config, device, precision)
     runlog.start(run)
     return run
 

@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 import resnetlab
 from resnetlab.data.sources import NAMED_SOURCES
 from resnetlab.errors import UserError
-from resnetlab.files import atomic_path, atomic_write_text
+from resnetlab.files import atomic_path, atomic_write_text, check_output_file
 from resnetlab.models.weights import (INDEX_FILE, INDEX_FORMAT, PACKAGE_WEIGHTS, PublishedWeights, file_sha256,
                                       read_index)
 from resnetlab.train.checkpoint import FORMAT, list_checkpoints, load_checkpoint
@@ -92,15 +92,28 @@ def trained_on(environment: dict[str, Any]) -> str | None:
 
 
 def publish(source: str | Path, tag: str = "cifar10", weights_dir: str | Path | None = None, *,
-            data: str | None = None, data_description: str = "", device: str = "cpu",
+            data: str | None = None, data_description: str = "", device: str = "cpu", replace: bool = False,
             log=print) -> PublishedWeights:
-    """Write ``<model>-<tag>.safetensors`` into ``weights_dir`` (default: the package's) and index it."""
+    """Write ``<model>-<tag>.safetensors`` into ``weights_dir`` (default: the package's) and index it.
+
+    Everything is checked before anything is written: the tag, the folder and its index, the run, the data (by
+    measuring on it). Weights already published under the name are kept unless ``replace``. The index is written
+    while the new file still has its temporary name, and put back if that file cannot take its place, so the index
+    always describes the files beside it."""
     if not tag or not tag.replace("_", "").replace("-", "").isalnum():
         raise UserError(f"a tag is letters, digits, '-' and '_' (e.g. cifar10), got {tag!r}")
+    folder = Path(weights_dir) if weights_dir else PACKAGE_WEIGHTS
+    index_path = check_output_file(folder / INDEX_FILE)  # and the folder: one, or one that can be made, writable
+    index = read_index(folder)
     source = Path(source)
     checkpoint_path = final_checkpoint_of(source)
     checkpoint = load_checkpoint(checkpoint_path, with_state=checkpoint_path.is_dir())
+    trained = load_trained(checkpoint_path, device, fold_bn=True)  # refuses metadata or weights that do not fit
     metadata = {key: value for key, value in checkpoint.metadata.items() if key != "published"}
+    name, file_name = f"{metadata['model']}.{tag}", f"{metadata['model']}-{tag}.safetensors"
+    weights_path = check_output_file(folder / file_name)
+    if not replace:
+        refuse_to_replace(name, index, weights_path)
     earlier = checkpoint.metadata.get("published", {})
     config = checkpoint.state["config"] if checkpoint.state else earlier.get("config", {})
     stored = metadata.get("data") or None
@@ -111,7 +124,6 @@ def publish(source: str | Path, tag: str = "cifar10", weights_dir: str | Path | 
         raise UserError(f"{checkpoint_path} was trained on {data}, which is not here; give that data with --data "
                         "PATH to measure its test accuracy")
 
-    trained = load_trained(checkpoint_path, device, fold_bn=True)
     log(f"measuring {metadata['model']} on the test split of {data} ({device})")
     result = evaluate_checkpoint(trained, data, "test", device)
     history = read_history(source) if source.is_dir() else []
@@ -135,19 +147,47 @@ def publish(source: str | Path, tag: str = "cifar10", weights_dir: str | Path | 
         "precision": environment.get("precision", {}).get("precision") or earlier.get("precision"),
         "published": time.strftime("%Y-%m-%d"), "resnetlab": resnetlab.__version__, "torch": torch.__version__,
     }
-    folder = Path(weights_dir) if weights_dir else PACKAGE_WEIGHTS
-    file_name = f"{metadata['model']}-{tag}.safetensors"
     tensors = {key: value.detach().float().contiguous() if value.is_floating_point() else value.contiguous()
                for key, value in checkpoint.model_state.items()}
     published_meta = {**metadata, "published": {**record, "config": config}}
-    with atomic_path(folder / file_name) as temporary:
-        save_file(tensors, temporary, metadata={"format": FORMAT, "resnetlab": json.dumps(published_meta)})
-    sha = file_sha256(folder / file_name)
-    name = f"{metadata['model']}.{tag}"
-    index = read_index(folder)
-    index[name] = {**record, "file": file_name, "sha256": sha, "bytes": (folder / file_name).stat().st_size}
-    atomic_write_text(folder / INDEX_FILE, json.dumps({"format": INDEX_FORMAT, "weights": dict(sorted(index.items()))},
-                                                      indent=1) + "\n")
-    log(f"published {name}: {folder / file_name} (sha256 {sha[:12]}...), test accuracy {100 * result.accuracy:.2f}% "
+    previous_index = index_path.read_text() if index_path.is_file() else None
+    index_written = False
+    try:
+        with atomic_path(weights_path) as temporary:
+            save_file(tensors, temporary, metadata={"format": FORMAT, "resnetlab": json.dumps(published_meta)})
+            sha = file_sha256(temporary)
+            index[name] = {**record, "file": file_name, "sha256": sha, "bytes": temporary.stat().st_size}
+            write_index(index_path, index)
+            index_written = True
+    except BaseException:
+        if index_written and not (weights_path.is_file() and file_sha256(weights_path) == sha):
+            restore(index_path, previous_index)
+        raise
+    log(f"published {name}: {weights_path} (sha256 {sha[:12]}...), test accuracy {100 * result.accuracy:.2f}% "
         f"on {result.count} images, recipe {record['recipe']}")
-    return PublishedWeights(metadata["model"], tag, folder / file_name, sha, index[name])
+    return PublishedWeights(metadata["model"], tag, weights_path, sha, index[name])
+
+
+def refuse_to_replace(name: str, index: dict[str, dict[str, Any]], weights_path: Path) -> None:
+    """Published weights are replaced only when asked: the name is taken in the index, or the file is there."""
+    if name in index:
+        record = index[name]
+        accuracy = f"{100 * record['test_acc']:.2f} %, " if isinstance(record.get("test_acc"), (int, float)) else ""
+        raise UserError(f"{name} is already published in {weights_path.parent} ({accuracy}recipe "
+                        f"{record.get('recipe', 'unknown')}); use another --tag, or --replace to overwrite it")
+    if weights_path.exists():
+        raise UserError(f"{weights_path} is there but {weights_path.parent / INDEX_FILE} does not list it; move it "
+                        "away, or give --replace to overwrite it")
+
+
+def write_index(path: Path, index: dict[str, dict[str, Any]]) -> None:
+    atomic_write_text(path, json.dumps({"format": INDEX_FORMAT, "weights": dict(sorted(index.items()))}, indent=1)
+                      + "\n")
+
+
+def restore(index_path: Path, previous: str | None) -> None:
+    """Put an index back as it was (or remove it, when there was none)."""
+    if previous is None:
+        index_path.unlink(missing_ok=True)
+    else:
+        atomic_write_text(index_path, previous)

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from resnetlab.errors import UserError
 from resnetlab.train.concurrent import Job, chunks, fit_concurrently, raise_for, resolve_concurrency
 from resnetlab.train.config import TrainConfig
 from resnetlab.files import atomic_write_text, write_json
@@ -34,20 +35,24 @@ def mean_std(values: Iterable[float | None]) -> MeanStd:
 
 def fit_seeds(config: TrainConfig, out: str | Path, seeds: list[int], *, log: Log = print,
               show_progress: bool | None = None, overrides: dict[str, Any] | None = None,
-              concurrent: int | str = 1) -> dict[str, Any]:
+              concurrent: int | str = 1, resume: bool = True) -> dict[str, Any]:
     """Train ``out/seed-<s>`` for each seed (finished runs are not redone) and write ``out/summary.{json,md}``.
 
-    ``concurrent``: seeds trained side by side (``train/concurrent.py``; ``auto``: all of them on CUDA)."""
+    ``concurrent``: seeds trained side by side (``train/concurrent.py``; ``auto``: all of them on CUDA).
+    ``resume``: False starts every seed's run anew, as ``fit``'s."""
+    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    if repeated:
+        raise UserError(f"seed {repeated[0]} is given twice (each seed is one run, counted once in mean +- std)")
     out = Path(out)
-    jobs = [Job(dataclasses.replace(config, seed=seed), out / f"seed-{seed}", {**(overrides or {}), "seed": seed})
-            for seed in seeds]
+    jobs = [Job(dataclasses.replace(config, seed=seed), out / f"seed-{seed}", {**(overrides or {}), "seed": seed},
+                resume=resume) for seed in seeds]
     count = resolve_concurrency(concurrent, config.device, len(jobs))
     results = []
     for group in chunks(jobs, count):
         if count == 1:
             log(f"--- seed {group[0].config.seed} ---")
-            results.append(fit(group[0].config, group[0].run_dir, overrides=group[0].overrides, log=log,
-                               show_progress=show_progress))
+            results.append(fit(group[0].config, group[0].run_dir, resume=resume, overrides=group[0].overrides,
+                               log=log, show_progress=show_progress))
             continue
         outcomes = fit_concurrently(group, log=log)
         raise_for(outcomes)
