@@ -86,7 +86,7 @@ def check_layers_on_resume(run_dir: Path, stored: dict[str, Any], layered: dict[
                            flags: dict[str, Any]) -> None:
     """Refuse a typed recipe or config file that sets a field a started run cannot change (its model, seed, batch
     size...) to another value than the run's, naming the flag: the user may never have typed that field."""
-    from resnetlab.train.config import FIXED_ON_RESUME
+    from resnetlab.train.resume import FIXED_ON_RESUME
 
     for key, (value, source) in layered.items():
         if key in flags or key == "data" or key not in FIXED_ON_RESUME or stored.get(key, value) == value:

@@ -88,7 +88,7 @@ def test_generated_flags_give_only_what_was_typed():
 
 
 def test_resume_config_refuses_fixed_fields_and_logs_the_rest():
-    from resnetlab.train.config import FIXED_ON_RESUME, resume_config
+    from resnetlab.train.resume import FIXED_ON_RESUME, resume_config
 
     assert {"model", "data", "seed", "batch_size", "val_split"} <= set(FIXED_ON_RESUME)
     stored = TrainConfig(epochs=2, iterations=0).to_dict()
@@ -101,7 +101,7 @@ def test_resume_config_refuses_fixed_fields_and_logs_the_rest():
 
 def test_resume_config_takes_another_spelling_of_the_stored_data_path(tmp_path, monkeypatch):
     """An experiment given ``--data ../x`` resumes a run that ``resnetlab train`` stored with the absolute path."""
-    from resnetlab.train.config import resume_config
+    from resnetlab.train.resume import resume_config
 
     archive = tmp_path / "data" / "images.tar.xz"
     archive.parent.mkdir()

@@ -39,7 +39,8 @@ from resnetlab.models import model_info
 from resnetlab.train import distributed
 from resnetlab.train.build import build_model, load_data, restore
 from resnetlab.train.checkpoint import clean_temporary, list_checkpoints, load_latest
-from resnetlab.train.config import TrainConfig, resume_config
+from resnetlab.train.config import TrainConfig
+from resnetlab.train.resume import resume_config
 from resnetlab.train.environment import keep_freed_memory_for_reuse, pick_device, seed_everything
 from resnetlab.train.evaluate import evaluate
 from resnetlab.train.finetune import prepare_model
