@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from resnetlab.data.sources import DATA_ENV, NAMED_SOURCES
+from resnetlab.data.sources import DATA_ENV, is_path_source
 from resnetlab.errors import UserError
 
 
@@ -37,10 +37,6 @@ def pasteable(message: str) -> str:
     """A message whose suggested commands begin ``resnetlab ...``, with the prefix that works here."""
     prefix = command_prefix()
     return message if prefix == "resnetlab" else message.replace("resnetlab train --resume", f"{prefix} train --resume")
-
-
-def is_path_source(data: str) -> bool:
-    return bool(data) and data.strip().lower() not in NAMED_SOURCES
 
 
 def absolute_data(data: str | None) -> str | None:

@@ -49,11 +49,14 @@ def parse_ints(text: str) -> list[int]:
 
 
 def parse_seeds(text: str) -> list[int]:
-    """``0,1,2`` -> ``[0, 1, 2]``; a seed given twice would be one run counted twice in mean +- std."""
+    """``0,1,2`` -> ``[0, 1, 2]``, each seed once (train/seeds.py)."""
+    from resnetlab.train.seeds import check_distinct_seeds
+
     seeds = parse_ints(text)
-    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
-    if repeated:
-        raise argparse.ArgumentTypeError(f"seed {repeated[0]} is given twice (each seed is one run)")
+    try:
+        check_distinct_seeds(seeds)
+    except UserError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
     return seeds
 
 

@@ -20,6 +20,18 @@ DEFAULT_SOURCE = "cifar10"
 NAMED_SOURCES = (*RELEASES, "synthetic")
 
 
+def is_path_source(source: str) -> bool:
+    """Whether a data source names a file or folder, not one of the named sources (cifar10, synthetic...)."""
+    return bool(source) and source.strip().lower() not in NAMED_SOURCES
+
+
+def check_source_exists(source: str) -> None:
+    """Refuse a path source that is not there, before anything is loaded or written."""
+    if is_path_source(source) and not Path(source).expanduser().exists():
+        raise DataError(f"data source not found: {Path(source).expanduser()} (give a folder, an archive "
+                        f"({', '.join(ARCHIVE_SUFFIXES)}) or one of {', '.join(NAMED_SOURCES)})")
+
+
 def load_dataset(
     source: str | os.PathLike | None,
     *,
@@ -69,12 +81,8 @@ def _load(source: str | os.PathLike | None, cache_dir: str | Path | None, image_
         return synthetic_dataset(synthetic_size, num_classes=num_classes, image_size=image_size)
     if name in RELEASES:
         return load_cifar(name, cache, image_size=image_size, download=download, num_workers=num_workers)
+    check_source_exists(source)
     path = Path(source).expanduser()
-    if not path.exists():
-        raise DataError(
-            f"data source not found: {path} (give a folder, an archive ({', '.join(ARCHIVE_SUFFIXES)}) "
-            f"or one of {', '.join(NAMED_SOURCES)})"
-        )
     if path.is_dir():
         return load_image_folder(path, cache, image_size, num_workers, resize)
     if path.name in OFFICIAL_FILENAMES:

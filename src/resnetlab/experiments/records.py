@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from resnetlab.errors import DataError, UserError
+from resnetlab.errors import UserError
 from resnetlab.files import write_json
 
 if TYPE_CHECKING:
@@ -68,12 +68,10 @@ def holds_results(exp_dir: Path) -> bool:
 def preflight(device: str, data: str | None) -> torch.device:
     """The device (refused when it is not there) and the data path (refused when it does not exist), checked
     before an experiment writes its record: a typo fails with nothing written."""
-    from resnetlab.data.sources import NAMED_SOURCES
+    from resnetlab.data.sources import check_source_exists
     from resnetlab.train.environment import pick_device
 
-    if data and data.strip().lower() not in NAMED_SOURCES and not Path(data).expanduser().exists():
-        raise DataError(f"data source not found: {data} (give a folder, an archive or one of "
-                        f"{', '.join(NAMED_SOURCES)})")
+    check_source_exists(data or "")
     return pick_device(device)
 
 

@@ -33,6 +33,13 @@ def mean_std(values: Iterable[float | None]) -> MeanStd:
     return MeanStd(statistics.fmean(kept), statistics.stdev(kept) if len(kept) > 1 else 0.0, len(kept))
 
 
+def check_distinct_seeds(seeds: list[int]) -> None:
+    """A seed given twice would be one run counted twice in mean +- std."""
+    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    if repeated:
+        raise UserError(f"seed {repeated[0]} is given twice (each seed is one run, counted once in mean +- std)")
+
+
 def fit_seeds(config: TrainConfig, out: str | Path, seeds: list[int], *, log: Log = print,
               show_progress: bool | None = None, overrides: dict[str, Any] | None = None,
               concurrent: int | str = 1, resume: bool = True) -> dict[str, Any]:
@@ -40,9 +47,7 @@ def fit_seeds(config: TrainConfig, out: str | Path, seeds: list[int], *, log: Lo
 
     ``concurrent``: seeds trained side by side (``train/concurrent.py``; ``auto``: all of them on CUDA).
     ``resume``: False starts every seed's run anew, as ``fit``'s."""
-    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
-    if repeated:
-        raise UserError(f"seed {repeated[0]} is given twice (each seed is one run, counted once in mean +- std)")
+    check_distinct_seeds(seeds)
     out = Path(out)
     jobs = [Job(dataclasses.replace(config, seed=seed), out / f"seed-{seed}", {**(overrides or {}), "seed": seed},
                 resume=resume) for seed in seeds]
