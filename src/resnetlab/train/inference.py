@@ -103,9 +103,17 @@ def evaluate_checkpoint(trained: TrainedModel, data: str | None, split: str = "t
                         device: torch.device | str = "cpu", batch_size: int = 500, amp: bool = False,
                         val_split: int = 0, seed: int = 0, flip: bool = False) -> Evaluation:
     """Accuracy, loss and confusion matrix of ``split`` ("test", "train" or "val") of a dataset; ``amp``: bf16
-    autocast (``precision.choose_precision`` decides it). "val" is the run's held-out part of the training set:
-    ``val_split`` images chosen with ``seed``, as training chose them; "train" is the rest. A streamed run is
-    evaluated with its evaluation transform (resize + centre crop), decoded per batch."""
+    autocast (``precision.choose_precision`` decides it). The batches are ``eval_batches``'."""
+    loader = eval_batches(trained, data, split, device, batch_size, val_split, seed)
+    return evaluate(trained.model, loader.epoch(0), len(trained.classes), torch.device(device), amp, flip=flip)
+
+
+def eval_batches(trained: TrainedModel, data: str | None, split: str = "test", device: torch.device | str = "cpu",
+                 batch_size: int = 500, val_split: int = 0, seed: int = 0) -> DeviceLoader | StreamLoader:
+    """The batches of ``split`` in order, prepared as the run's evaluation prepared them; ``.per_rank`` is their
+    number of images. "val" is the run's held-out part of the training set: ``val_split`` images chosen with
+    ``seed``, as training chose them; "train" is the rest. A streamed run's batches go through its evaluation
+    transform (resize + centre crop), decoded per batch. The data's classes must be the checkpoint's."""
     if trained.streamed:
         if split == "val":
             raise DataError("a streamed run has no validation split here: evaluate --split test or train")
@@ -124,7 +132,7 @@ def evaluate_checkpoint(trained: TrainedModel, data: str | None, split: str = "t
                               drop_last=False, channels_last=True)
     if classes != trained.classes:
         raise DataError(class_mismatch(classes, trained.classes))
-    return evaluate(trained.model, loader.epoch(0), len(trained.classes), torch.device(device), amp, flip=flip)
+    return loader
 
 
 def run_config(source: Path) -> dict[str, Any]:
@@ -163,7 +171,7 @@ def predict_files(trained: TrainedModel, paths: list[str | Path], top_k: int = 3
         images = np.stack([load_image(Path(path), transform) for path in paths])
     else:
         images = np.stack([decode_image(str(path), Path(path), trained.image_size) for path in paths])
-    device = next(trained.model.parameters()).device
+    device = next((p.device for p in trained.model.parameters()), torch.device("cpu"))  # none: ONNX Runtime
     batch = torch.from_numpy(images).to(device).permute(0, 3, 1, 2)
     with autocast_context(device, amp):
         logits = trained.model(trained.normalizer(batch).contiguous(memory_format=torch.channels_last))
