@@ -186,7 +186,9 @@ def test_eval_flip_reports_test_time_augmentation_beside_the_plain_accuracy(rela
 def test_an_imagenet_stem_on_small_images_warns_and_names_the_alternatives(tiny_data, tmp_path, capsys):
     assert main(["train", "--data", str(tiny_data), "--model", "resnet18", "--iterations", "1", "--batch-size", "8",
                  "--val-split", "0", "--out", str(tmp_path / "r"), "--quiet"]) == 0  # a warning, not a refusal
-    warning = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("warning: resnet18"))
+    out = capsys.readouterr().out
+    assert "length: 1 step of batch 8 = 1 epoch (" in out  # one step, not "1 steps"
+    warning = next(line for line in out.splitlines() if line.startswith("warning: resnet18"))
     assert "ImageNet stem" in warning and "32x32" in warning and "1x1 feature maps" in warning
     assert "resnet18_cifar" in warning and "resnet20" in warning and "Training goes on" in warning
     assert small_image_warning("resnet18", 224) is None and small_image_warning("resnet20", 32) is None

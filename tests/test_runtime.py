@@ -18,6 +18,7 @@ TINY = ["--model", "resnet8", "--epochs", "1", "--batch-size", "16", "--val-spli
 @pytest.mark.parametrize("device, bf16, images, installed, expected, because", [
     ("cpu", False, 10_000, True, "onnxruntime", "10,000 images"),
     ("cpu", False, 4_999, True, "torch", "too few to pay for an export"),
+    ("cpu", False, 1, True, "torch", "1 image, too few"),
     ("cpu", False, 10_000, False, "torch", "pip install 'resnetlab[export]'"),
     ("cpu", True, 10_000, True, "torch", "bf16 on this CPU is PyTorch's"),
     ("meta", False, 10_000, True, "torch", "PyTorch on meta"),  # any device other than the CPU

@@ -71,7 +71,7 @@ def choose_runtime(requested: str, device: torch.device | str, bf16: bool, image
         return Runtime(requested, "torch", "ONNX Runtime is not installed; pip install 'resnetlab[export]' makes "
                                            "fp32 CPU inference 1.3-3x faster")
     if images < MIN_IMAGES:
-        return Runtime(requested, "torch", f"{images:,} images, too few to pay for an export "
+        return Runtime(requested, "torch", f"{images:,} image{'s' * (images != 1)}, too few to pay for an export "
                                            f"(ONNX Runtime from {MIN_IMAGES:,})")
     return Runtime(requested, "onnxruntime", f"fp32 on the CPU, {images:,} images, ONNX Runtime installed")
 

@@ -56,7 +56,7 @@ def duration(seconds: float) -> str:
 
 
 def plural(count: int, word: str) -> str:
-    return f"{count} {word}" + ("" if count == 1 else "s")
+    return f"{count:,} {word}" + ("" if count == 1 else "s")
 
 
 def startup_lines(run: Run) -> list[str]:
@@ -74,8 +74,9 @@ def startup_lines(run: Run) -> list[str]:
     lines = [f"model: {config.model}, {params:,} parameters, {len(run.classes)} classes",
              f"device: {where}, {precision}, {layout}",
              f"data: {', '.join(sizes)} images of {config.image_size}x{config.image_size}",
-             f"length: {total:,} steps of batch {config.batch_size} = {plural(config.num_epochs(per_epoch), 'epoch')} "
-             f"({per_epoch:,} steps each), evaluated after each epoch{progressive_phrase(config, total, per_epoch)}"]
+             f"length: {plural(total, 'step')} of batch {config.batch_size} = "
+             f"{plural(config.num_epochs(per_epoch), 'epoch')} ({plural(per_epoch, 'step')} each), "
+             f"evaluated after each epoch{progressive_phrase(config, total, per_epoch)}"]
     if progress.step:
         lines.append(f"resuming at step {progress.step:,} (epoch {progress.epoch + 1})")
     warning = small_image_warning(config.model, config.image_size)
