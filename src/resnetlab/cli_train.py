@@ -157,10 +157,10 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from resnetlab.train.environment import pick_device
     from dataclasses import replace
 
     from resnetlab.runtime import choose_runtime, prepare
+    from resnetlab.train.environment import pick_device
     from resnetlab.train.inference import load_trained, predict_files
 
     if args.top_k < 1:
