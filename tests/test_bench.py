@@ -27,7 +27,7 @@ def test_table_shows_ratio_to_baseline():
 
 def test_bench_cli_json_with_baseline(capsys):
     argv = ["bench", "--models", "resnet8", "--batch-sizes", "8", "--steps", "2", "--warmup", "1", "--workers", "0",
-            "--device", "cpu", "--json"]
+            "--device", "cpu", "--runtime", "torch", "--json"]
     assert main(argv) == 0
     rows = json.loads(capsys.readouterr().out)
     assert {(r["pipeline"], r["mode"]) for r in rows} == {("baseline", "train"), ("resnetlab", "train"),
@@ -56,7 +56,7 @@ def test_every_baseline_runs_before_resnetlab_changes_process_settings(monkeypat
     monkeypatch.setattr(resnetlab.bench, "bench_train", recorded("resnetlab", resnetlab.bench.bench_train))
     monkeypatch.setattr(resnetlab.bench, "bench_inference", recorded("resnetlab", resnetlab.bench.bench_inference))
     argv = ["bench", "--models", "resnet8", "--batch-sizes", "4,8", "--steps", "1", "--warmup", "1", "--workers",
-            "0", "--device", "cpu", "--json"]
+            "0", "--device", "cpu", "--runtime", "torch", "--json"]
     assert main(argv) == 0
     assert calls == ["baseline"] * 4 + ["resnetlab"] * 4
     rows = json.loads(capsys.readouterr().out)
@@ -80,7 +80,7 @@ def test_bench_cli_takes_the_augmentation_and_reports_the_settings(capsys):
 
 def test_inference_folds_batchnorm_unless_told_not_to(capsys):
     argv = ["bench", "--models", "resnet8", "--batch-sizes", "4", "--steps", "1", "--warmup", "1", "--mode", "infer",
-            "--device", "cpu", "--no-baseline", "--json"]
+            "--device", "cpu", "--no-baseline", "--runtime", "torch", "--json"]
     assert main(argv) == 0
     assert "fold_bn=on" in json.loads(capsys.readouterr().out)[0]["settings"]
     assert main([*argv, "--fold-bn", "off"]) == 0
@@ -113,7 +113,7 @@ def test_profile_summary_says_how_much_of_the_step_the_gpu_waits():
 
 
 QUICK = ["bench", "--models", "resnet8", "--batch-sizes", "2", "--steps", "1", "--warmup", "0", "--mode", "infer",
-         "--device", "cpu"]
+         "--device", "cpu", "--runtime", "torch"]
 
 
 def one_error_line(capsys) -> str:
@@ -164,3 +164,25 @@ def test_a_baseline_script_with_both_functions_is_measured(tmp_path, capsys):
     script.write_text("from resnetlab.typical_pipeline import inference_throughput, train_throughput\n")
     assert main([*QUICK, "--baseline", str(script), "--json"]) == 0
     assert [row["pipeline"] for row in json.loads(capsys.readouterr().out)] == ["baseline", "resnetlab"]
+
+
+def test_inference_runtime_auto_times_what_eval_of_a_test_set_runs_and_says_so(monkeypatch, capsys):
+    """The default --runtime auto follows eval's rule (runtime.py): PyTorch without ONNX Runtime installed, ONNX
+    Runtime for an fp32 CPU pass of a 10,000-image test set with it; both refuse what eval refuses."""
+    import resnetlab.runtime
+
+    argv = [*QUICK[:-2], "--no-baseline"]
+    monkeypatch.setattr(resnetlab.runtime, "onnxruntime_installed", lambda: False)
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "runtime: torch (--runtime auto: ONNX Runtime is not installed" in out and "\nresnetlab " in out
+    assert main([*argv, "--runtime", "both"]) == 2
+    assert "pip install 'resnetlab[export]'" in one_error_line(capsys)
+    monkeypatch.undo()
+    assert main([*argv, "--amp", "bf16", "--runtime", "both"]) == 2
+    assert "add --amp off" in one_error_line(capsys)
+    if not resnetlab.runtime.onnxruntime_installed():
+        pytest.skip("ONNX Runtime is not installed (resnetlab[export])")
+    assert main([*argv, "--json"]) == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert row["pipeline"] == "onnxruntime" and row["images"] == 2 and row["warmup_seconds"] > 0

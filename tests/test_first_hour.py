@@ -84,7 +84,10 @@ def test_the_same_length_again_reports_the_final_weights(relative_run, capsys):
     run = relative_run / "runs" / "r"
     capsys.readouterr()
     assert main(["train", "--out", str(run), "--epochs", "2", "--quiet"]) == 0
-    assert "done:" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "done:" in out and "already finished: all 6 steps done, nothing to train" in out
+    assert "a larger --epochs trains it longer" in out
+    assert "resuming at step" not in out  # not "resuming at step 6 (epoch 3)" of a 2-epoch run
 
 
 def test_resume_command_is_the_one_that_works_here(monkeypatch, tmp_path, capsys):
@@ -121,8 +124,10 @@ def test_predict_and_eval_of_a_run_without_checkpoint_say_when_the_first_comes(t
 def test_cifar10_offline_suggests_a_local_copy(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("RESNETLAB_CIFAR_URL", (tmp_path / "no-mirror").as_uri())
     assert main(["train", "--data", "cifar10", "--out", str(tmp_path / "r"), "--quiet"]) == 2
-    line = error_line(capsys)
+    captured = capsys.readouterr()
+    line = captured.err.strip().splitlines()[-1]
     assert "cannot download" in line and "--data PATH" in line and "$RESNETLAB_DATA" in line
+    assert "first load: reading and decoding" not in captured.out  # nothing is decoded when nothing came
 
 
 def test_a_misspelt_flag_gets_the_commands_usage_and_a_suggestion(capsys):

@@ -63,6 +63,17 @@ def test_the_session_gives_pytorchs_logits_and_is_exported_once(name, tmp_path, 
         rt.onnxruntime_model(model, 32, cache_dir=tmp_path)
 
 
+def test_a_damaged_cached_export_is_exported_again(tmp_path):
+    model = create_model("resnet8", num_classes=3).eval()
+    first = rt.onnxruntime_model(model, 32, cache_dir=tmp_path)
+    first.path.write_bytes(b"not an onnx graph")  # a disk error, a copy cut short
+    again = rt.onnxruntime_model(model, 32, cache_dir=tmp_path)
+    assert again.path == first.path and again.path.stat().st_size > 1000
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(again(images), model(images), atol=rt.TOLERANCE)
+
+
 def test_auto_falls_back_to_pytorch_when_the_export_fails_and_says_so(monkeypatch, capsys):
     def failing(*_args, **_kwargs):
         raise UserError("ONNX export failed: unsupported operator")

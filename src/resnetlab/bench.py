@@ -17,6 +17,7 @@ import torch
 
 from resnetlab.data import DeviceLoader, fit_normalizer, load_dataset
 from resnetlab.models import create_model, fold_batchnorm, model_info
+from resnetlab.train.announce import plural
 from resnetlab.train.compiled import compile_for_inference
 from resnetlab.train.config import TrainConfig
 from resnetlab.train.environment import keep_freed_memory_for_reuse
@@ -222,7 +223,7 @@ def precision_setting(requested: str, device: torch.device) -> str:
 def machine_lines(device: torch.device) -> list[str]:
     """What the figures depend on, printed above the table: the processor (model, the flags that decide the speed
     of its kernels), the threads, the GPU, and the precision ``--amp auto`` chooses here."""
-    lines = [f"processor: {cpu_facts().describe()}, {torch.get_num_threads()} threads"]
+    lines = [f"processor: {cpu_facts().describe()}, {plural(torch.get_num_threads(), 'thread')}"]
     if device.type == "cuda":
         lines.append(f"gpu: {torch.cuda.get_device_name(device)}")
     lines.append(choose_precision("auto", device).line())

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from resnetlab.bench import BenchResult
 
 BENCH_FIELDS = ("augmentation", "amp", "channels_last", "compile", "cuda_graphs", "activation_checkpointing")
+TEST_SET_IMAGES = 10_000  # CIFAR's: the pass whose runtime --runtime auto times
 BASELINE_FUNCTIONS = ("train_throughput", "inference_throughput")
 BASELINE_SHAPE = "a Python script defining train_throughput and inference_throughput, as resnetlab/typical_pipeline.py"
 
@@ -82,6 +83,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
     batch_sizes = args.batch_sizes
     if min(batch_sizes) < 1:
         raise UserError(f"--batch-sizes needs positive integers, e.g. 128,512, got {min(batch_sizes)}")
+    runtimes, runtime_line = inference_runtimes(args.runtime, device, config.amp) if "infer" in modes else ((), "")
     baseline = None if args.no_baseline else load_baseline(Path(args.baseline) if args.baseline else None)
     common = {"steps": args.steps, "warmup": args.warmup}
     cases = [(name, batch, mode) for name in models for batch in batch_sizes for mode in ("train", "infer")
@@ -101,10 +103,10 @@ def cmd_bench(args: argparse.Namespace) -> None:
         if mode == "train":
             results.append(bench_train(name, batch, device, config=config, data=args.data, **common))
             continue
-        if args.runtime in ("torch", "both"):
+        if "torch" in runtimes:
             results.append(bench_inference(name, batch, device, config=config, fold_bn=args.fold_bn == "on",
                                            **common))
-        if args.runtime in ("onnxruntime", "both"):
+        if "onnxruntime" in runtimes:
             results.append(onnxruntime_result(name, batch, args))
     profiles = []
     if args.profile and "train" in modes:
@@ -118,15 +120,30 @@ def cmd_bench(args: argparse.Namespace) -> None:
         else:
             print(json.dumps(rows, indent=2))
         return
-    print("\n".join(machine_lines(device)))
+    print("\n".join(machine_lines(device) + ([runtime_line] if runtime_line else [])))
     print(format_table(results))
     print("\n".join(ratio_lines(results)))
     for profile in profiles:
         print(f"\n{profile.summary()}\n{profile.table}")
 
 
+def inference_runtimes(requested: str, device: object, amp: str) -> tuple[tuple[str, ...], str]:
+    """The runtimes the inference benchmark times, and the line that says why: ``auto`` times the one ``eval`` of
+    the whole test set would use here (runtime.py), ``both`` times PyTorch and ONNX Runtime side by side."""
+    from resnetlab.runtime import choose_runtime
+    from resnetlab.train.precision import choose_precision
+
+    bf16 = choose_precision(amp, device).bf16
+    if requested == "both":
+        choose_runtime("onnxruntime", device, bf16, TEST_SET_IMAGES)  # refused here as eval would refuse it
+        return ("torch", "onnxruntime"), "runtime: torch and onnxruntime (--runtime both)"
+    runtime = choose_runtime(requested, device, bf16, TEST_SET_IMAGES)
+    return (runtime.name,), runtime.line()
+
+
 def onnxruntime_result(name: str, batch: int, args: argparse.Namespace) -> BenchResult:
     import tempfile
+    import time
 
     import torch
 
@@ -136,11 +153,13 @@ def onnxruntime_result(name: str, batch: int, args: argparse.Namespace) -> Bench
 
     size = model_info(name).input_size
     with tempfile.TemporaryDirectory() as folder:
+        started = time.perf_counter()
         path = export_onnx(create_model(name).eval(), Path(folder) / f"{name}.onnx", size)
+        export_seconds = time.perf_counter() - started  # once per model; eval caches it (runtime.py)
         measured = onnxruntime_throughput(path, batch, iterations=args.steps, repeats=1, warmup=args.warmup)
     return BenchResult("onnxruntime", "infer", name, batch, "cpu", measured.images_per_second, measured.images,
-                       measured.seconds, float("nan"), peak_memory_mib(torch.device("cpu")),
-                       "CPUExecutionProvider, fp32")
+                       measured.seconds, export_seconds, peak_memory_mib(torch.device("cpu")),
+                       "CPUExecutionProvider, fp32, warm-up s = the export")
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -155,8 +174,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                        "none)")
     bench.add_argument("--fold-bn", choices=["on", "off"], default="on",
                        help="inference with BatchNorm folded into the convolutions, as eval and predict run it")
-    bench.add_argument("--runtime", choices=["torch", "onnxruntime", "both"], default="torch",
-                       help="inference runtime (onnxruntime: CPU, needs resnetlab[export])")
+    bench.add_argument("--runtime", choices=["auto", "torch", "onnxruntime", "both"], default="auto",
+                       help="inference runtime: auto (the default) times the one eval uses for a whole test set "
+                            "here; onnxruntime: fp32 on the CPU, needs resnetlab[export]; both: side by side")
     bench.add_argument("--no-baseline", action="store_true", help="skip the typical pipeline")
     bench.add_argument("--baseline", help="path of another baseline script, defining train_throughput and "
                        "inference_throughput (default: resnetlab.typical_pipeline; not with --no-baseline)")

@@ -153,13 +153,14 @@ def _random_input(session: Any, batch_size: int, generator: np.random.Generator)
 
 
 def verify_onnx(path: str | Path, model: nn.Module, batch_sizes: Sequence[int] = (1, 3),
-                normalizer: Normalizer | None = None, seed: int = 0) -> float:
+                normalizer: Normalizer | None = None, seed: int = 0, session: Any | None = None) -> float:
     """Max abs logit difference between ONNX Runtime and PyTorch (fp32, CPU) on the same random inputs.
 
     Several batch sizes prove the batch dimension dynamic. A graph with the preprocessing inside takes uint8
     pixels and is compared with ``model(normalizer(pixels))``: the library's own normalizer is the reference.
+    ``session``: an open session of ``path`` to check (and go on using), instead of a new one.
     """
-    session = onnx_session(path)
+    session = onnx_session(path) if session is None else session
     model = copy.deepcopy(model).cpu().float().eval()
     generator = np.random.default_rng(seed)
     worst = 0.0

@@ -111,13 +111,23 @@ def onnxruntime_model(model: nn.Module, image_size: int, cache_dir: str | Path |
 
     model = model.cpu().eval()
     path = resolve_cache_dir(cache_dir) / "onnx" / f"{model_digest(model, image_size)}.onnx"
+    if path.is_file():
+        try:
+            session = onnx_session(path)
+        except Exception:  # a cached file ONNX Runtime cannot read (damaged on disk, another version's): export again
+            path.unlink()
     if not path.is_file():
         export_onnx(model, path, image_size)
-    difference = verify_onnx(path, model, (2,))
+        try:
+            session = onnx_session(path)
+        except Exception as error:  # ONNX Runtime's own exceptions: one line, and auto falls back (prepare)
+            detail = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise UserError(f"ONNX Runtime cannot load the export {path}: {detail}; use --runtime torch") from error
+    difference = verify_onnx(path, model, (2,), session=session)
     if not difference < TOLERANCE:
         raise UserError(f"ONNX Runtime's logits differ from PyTorch's by up to {difference:.3g} (limit "
                         f"{TOLERANCE:g}); use --runtime torch")
-    return OnnxRuntimeModel(onnx_session(path), path)
+    return OnnxRuntimeModel(session, path)
 
 
 def prepare(runtime: Runtime, model: nn.Module, image_size: int) -> tuple[nn.Module, Runtime]:

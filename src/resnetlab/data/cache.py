@@ -133,9 +133,11 @@ def save_entry(cache_dir: Path, key: str, train: ImageArrays, test: ImageArrays,
 
 
 def cached(
-    cache_dir: Path, key: str, build: Callable[[], tuple[ImageArrays, ImageArrays, list[str]]], source: str = ""
+    cache_dir: Path, key: str, build: Callable[[], tuple[ImageArrays, ImageArrays, list[str]]], source: str = "",
+    prepare: Callable[[], object] | None = None,
 ) -> tuple[ImageArrays, ImageArrays, list[str]]:
-    """Load the entry for `key`, or build it with `build()` and save it; says which of the two happened."""
+    """Load the entry for `key`, or build it with `build()` and save it; says which of the two happened.
+    ``prepare``: on a miss, what must come before decoding (a download), run before decoding is announced."""
     what = f"data: {source}: " if source else "data: "
     started = time.perf_counter()
     hit = load_entry(cache_dir, key)
@@ -143,6 +145,8 @@ def cached(
         say(f"{what}{len(hit[0]):,} training and {len(hit[1]):,} test images read from the cache "
             f"{entry_dir(cache_dir, key)} in {time.perf_counter() - started:.1f} s")
         return hit
+    if prepare is not None:
+        prepare()
     say(f"{what}first load: reading and decoding the images once (later loads read them from the cache)")
     train, test, classes = build()
     save_entry(cache_dir, key, train, test, classes)

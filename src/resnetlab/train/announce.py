@@ -65,7 +65,7 @@ def startup_lines(run: Run) -> list[str]:
     params = sum(p.numel() for p in run.model.parameters())
     device = run.device
     where = (f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda"
-             else f"cpu ({torch.get_num_threads()} threads)")
+             else f"cpu ({plural(torch.get_num_threads(), 'thread')})")
     precision = "bf16 autocast" if run.amp else "fp32"
     layout = "channels_last" if run.train_loader.channels_last else "NCHW"
     sizes = [f"{len(run.train_loader.labels):,} training"] + [
@@ -77,7 +77,10 @@ def startup_lines(run: Run) -> list[str]:
              f"length: {plural(total, 'step')} of batch {config.batch_size} = "
              f"{plural(config.num_epochs(per_epoch), 'epoch')} ({plural(per_epoch, 'step')} each), "
              f"evaluated after each epoch{progressive_phrase(config, total, per_epoch)}"]
-    if progress.step:
+    if progress.step >= total:
+        lines.append(f"already finished: all {plural(total, 'step')} done, nothing to train (its results are "
+                     "written again); a larger --epochs trains it longer, another --out starts a new run")
+    elif progress.step:
         lines.append(f"resuming at step {progress.step:,} (epoch {progress.epoch + 1})")
     warning = small_image_warning(config.model, config.image_size)
     if warning:

@@ -16,10 +16,9 @@ layers stay in evaluation mode (running statistics used and left unchanged), as 
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
 from pathlib import Path
-
-import pickle
 
 import torch
 from safetensors import SafetensorError
@@ -28,6 +27,7 @@ from torch import nn
 
 from resnetlab.errors import CheckpointError, UserError
 from resnetlab.train.checkpoint import MODEL_FILE, load_checkpoint
+from resnetlab.train.inference import weights_mismatch
 
 CLASSIFIER = ("fc.weight", "fc.bias")
 STEM = ("conv1", "bn1")
@@ -87,15 +87,8 @@ def load_initial_weights(model: nn.Module, path: str | Path, log: Log, classes: 
             log(f"--init {path}: its classifier was trained on {names_text(trained_on)}, this data has "
                 f"{names_text(classes)}: fc is replaced by a new, randomly initialised layer")
     state = {key: value for key, value in state.items() if key not in replaced}
-    wrong = [key for key, value in state.items() if key in own and value.shape != own[key].shape]
-    missing = sorted(set(own) - set(state) - set(replaced))
-    unexpected = sorted(set(state) - set(own))
-    if wrong or missing or unexpected:
-        details = "; ".join(part for part in (
-            f"shapes differ: {', '.join(wrong[:3])}" if wrong else "",
-            f"missing: {', '.join(missing[:3])}" + (" ..." if len(missing) > 3 else "") if missing else "",
-            f"unexpected: {', '.join(unexpected[:3])}" + (" ..." if len(unexpected) > 3 else "") if unexpected
-            else "") if part)
+    details = weights_mismatch({key: value for key, value in own.items() if key not in replaced}, state)
+    if details:
         raise CheckpointError(f"--init {path} does not fit {type(model).__name__} ({details}); is it the same "
                               "model (--model)?")
     model.load_state_dict(state, strict=False)
