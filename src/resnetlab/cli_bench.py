@@ -15,6 +15,8 @@ from resnetlab.cli_config import add_config_flags, config_overrides, parse_ints
 from resnetlab.errors import UserError
 
 if TYPE_CHECKING:
+    import torch
+
     from resnetlab.bench import BenchResult
 
 BENCH_FIELDS = ("augmentation", "amp", "channels_last", "compile", "cuda_graphs", "activation_checkpointing")
@@ -127,7 +129,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
         print(f"\n{profile.summary()}\n{profile.table}")
 
 
-def inference_runtimes(requested: str, device: object, amp: str) -> tuple[tuple[str, ...], str]:
+def inference_runtimes(requested: str, device: torch.device, amp: str) -> tuple[tuple[str, ...], str]:
     """The runtimes the inference benchmark times, and the line that says why: ``auto`` times the one ``eval`` of
     the whole test set would use here (runtime.py), ``both`` times PyTorch and ONNX Runtime side by side."""
     from resnetlab.runtime import choose_runtime

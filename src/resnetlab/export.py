@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from resnetlab.data import Normalizer
-from resnetlab.errors import UserError
+from resnetlab.errors import UserError, first_line
 from resnetlab.files import atomic_path
 
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
@@ -102,8 +102,7 @@ def export_onnx(model: nn.Module, path: str | Path, image_size: int, opset: int 
                                         input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                                         dynamic_shapes=({0: torch.export.Dim("batch")},))
         except Exception as error:  # torch.export and the translators raise many kinds; report one line
-            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            raise UserError(f"ONNX export failed: {first_line}") from error
+            raise UserError(f"ONNX export failed: {first_line(error)}") from error
     produced = program.model.opset_imports.get("")
     if opset is not None and produced != opset:  # the exporter falls back silently when it cannot convert
         raise UserError(f"the exporter cannot write opset {opset} for this model (it gives {produced})")

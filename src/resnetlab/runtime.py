@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from resnetlab.errors import UserError
+from resnetlab.errors import UserError, first_line
 
 CHOICES = ("auto", "torch", "onnxruntime")
 PACKAGES = ("onnx", "onnxscript", "onnxruntime")  # what exporting and running need: resnetlab[export]
@@ -107,27 +107,36 @@ def onnxruntime_model(model: nn.Module, image_size: int, cache_dir: str | Path |
     """``model`` (on the CPU, eval mode) as an ONNX Runtime session, exported once into the cache and checked
     against PyTorch on random batches."""
     from resnetlab.data.cache import resolve_cache_dir
-    from resnetlab.export import export_onnx, onnx_session, verify_onnx
+    from resnetlab.export import export_onnx, verify_onnx
 
     model = model.cpu().eval()
     path = resolve_cache_dir(cache_dir) / "onnx" / f"{model_digest(model, image_size)}.onnx"
+    session = None
     if path.is_file():
         try:
-            session = onnx_session(path)
-        except Exception:  # a cached file ONNX Runtime cannot read (damaged on disk, another version's): export again
+            session = open_session(path)
+        except UserError:  # damaged on disk, or written for another ONNX Runtime: exported again
             path.unlink()
-    if not path.is_file():
+    if session is None:
         export_onnx(model, path, image_size)
-        try:
-            session = onnx_session(path)
-        except Exception as error:  # ONNX Runtime's own exceptions: one line, and auto falls back (prepare)
-            detail = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            raise UserError(f"ONNX Runtime cannot load the export {path}: {detail}; use --runtime torch") from error
+        session = open_session(path)
     difference = verify_onnx(path, model, (2,), session=session)
     if not difference < TOLERANCE:
         raise UserError(f"ONNX Runtime's logits differ from PyTorch's by up to {difference:.3g} (limit "
                         f"{TOLERANCE:g}); use --runtime torch")
     return OnnxRuntimeModel(session, path)
+
+
+def open_session(path: Path) -> object:
+    """An ONNX Runtime session of ``path``; ONNX Runtime's own exceptions become one line (``prepare``'s ``auto``
+    then falls back to PyTorch)."""
+    from resnetlab.export import onnx_session
+
+    try:
+        return onnx_session(path)
+    except Exception as error:  # onnxruntime raises its own classes (Fail, InvalidGraph, ...), not UserError
+        message = f"ONNX Runtime cannot load the export {path}: {first_line(error)}; use --runtime torch"
+        raise UserError(message) from error
 
 
 def prepare(runtime: Runtime, model: nn.Module, image_size: int) -> tuple[nn.Module, Runtime]:

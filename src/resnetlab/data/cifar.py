@@ -6,6 +6,7 @@ a loopback server in tests. A copy of the tarball placed in the cache folder is 
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import tempfile
@@ -93,25 +94,23 @@ def load_cifar(
     md5 = md5 or release.md5
     key = f"{name}-{md5[:12]}-{image_size}px"
 
-    tarballs: list[Path] = []
-
-    def obtain() -> None:
-        """The checked tarball (downloaded when missing): before "first load: decoding" is said."""
+    @functools.cache
+    def tarball() -> Path:
+        """The checked tarball (downloaded when missing); ``cached`` asks for it before it announces decoding."""
         if archive is not None:
             official = f"{base_url(url).rstrip('/')}/{release.filename}"
-            tarballs.append(_check_md5(archive, md5, "this is not the official release; download it again from "
-                                       f"{official}, or give an image folder instead"))
-        else:
-            tarballs.append(_tarball(release, cache.ensure_dir(cache_dir), base_url(url), md5, download))
+            return _check_md5(archive, md5, "this is not the official release; download it again from "
+                              f"{official}, or give an image folder instead")
+        return _tarball(release, cache.ensure_dir(cache_dir), base_url(url), md5, download)
 
     def build() -> tuple[ImageArrays, ImageArrays, list[str]]:
-        train, test, classes = read_release(tarballs[-1], release, cache_dir)
+        train, test, classes = read_release(tarball(), release, cache_dir)
         if image_size != 32:
             train = ImageArrays(resize_images(train.images, image_size, num_workers), train.labels)
             test = ImageArrays(resize_images(test.images, image_size, num_workers), test.labels)
         return train, test, classes
 
-    train, test, classes = cache.cached(cache_dir, key, build, source=str(archive or name), prepare=obtain)
+    train, test, classes = cache.cached(cache_dir, key, build, source=str(archive or name), prepare=tarball)
     return Dataset(train=train, test=test, classes=classes, name=name)
 
 
