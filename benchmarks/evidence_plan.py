@@ -34,121 +34,25 @@ import json
 import os
 import signal
 import sys
-import tarfile
 import threading
 import time
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from evidence_pack import STATE_BUDGET, MiB, sized, state_members, unpack, write_packs
+from evidence_stages import Log, Stage, base_config, plan_stages, state_bytes
 
-from resnetlab.experiments.comparison import Claim, Comparison, run_comparison
-from resnetlab.experiments.degradation import degradation_comparison, run_degradation
 from resnetlab.experiments.report import build_report
-from resnetlab.experiments.responses import run_responses
 from resnetlab.experiments.sweep import RunSpec, SweepStopped, is_done, run_sweep
 from resnetlab.files import write_json
-from resnetlab.models import create_model, model_info
-from resnetlab.train.checkpoint import list_checkpoints
-from resnetlab.train.config import TrainConfig, resolve_config
+from resnetlab.train.config import TrainConfig
 from resnetlab.train.loop import NonFiniteLoss
 
-MiB = 2**20
-FILE_LIMIT, FILES, TOTAL_LIMIT = 16 * MiB, 8, 64 * MiB  # what may come back from one slice
-PART = 15 * MiB  # a tar file's contents at most (the tar headers need a little room)
-STATE_BUDGET = 38 * MiB  # the packed state: 64 MiB travel in all, with the 18 MiB data and the ~7 MiB repository
 RESERVE = 50.0  # seconds kept at the end of a slice: stop every run, publish, write results, pack
 JPEG_NOTE = ("CIFAR-10, the JPEG copy (all 60,000 images as JPEG quality 75 with 4:2:0 chroma subsampling, so "
              "pixels differ from the official release)")
 PUBLISH_TAG = "cifar10"
-Log = Callable[[str], None]
-
-
-@dataclass
-class Stage:
-    """One experiment of the plan: the runs it needs, and how its results are written once they are finished."""
-
-    name: str
-    specs: list[RunSpec]
-    write: Callable[[Path, TrainConfig, dict, Log], object]
-    needs: list[str] = field(default_factory=list)  # runs of other stages it reads (Figure 7)
-    alone: bool = False  # its runs train in waves of their own: the tutorial's figure, whose wall time is a goal
-
-
-def plan_stages(smoke: bool) -> list[Stage]:
-    """The five stages; ``smoke`` maps the depths to tiny ones (20 -> 8, 56 -> 14, ...) and keeps the layout."""
-    d = {20: 8, 32: 8, 44: 14, 56: 14, 110: 20, 164: 11} if smoke else {k: k for k in (20, 32, 44, 56, 110, 164)}
-    fig6 = sorted({d[20], d[56]})
-    table6 = sorted({d[k] for k in (20, 32, 44, 56, 110)})
-    v2 = f"resnet{d[164]}v2"
-
-    def degradation(depths: list[int], seeds: list[int]):
-        def write(exp_dir: Path, base: TrainConfig, arguments: dict, log: Log):
-            return run_degradation(depths, seeds, exp_dir, base, {**arguments, "recipe": "paper"}, log=log)
-        return write
-
-    def im_comparison(base: TrainConfig) -> Comparison:
-        deep = f"resnet{d[110]}"
-        paper = {name: ((f"{model_info(name).paper_error:.2f}", model_info(name).reference)
-                        if model_info(name).paper_error is not None else ("", "not in the paper"))
-                 for name in (deep, v2)}
-        return Comparison(
-            kind="preact", title="ResNet-164 with full pre-activation beside ResNet-110 (IM section 4, Table 3)",
-            short_title="ResNet v1 vs pre-activation bottleneck", specs=im_specs,
-            panels=[("v1 (DRL) vs pre-activation (IM)", [deep, v2])], colours={deep: 0, v2: 1}, paper=paper,
-            claims=[Claim(v2, "test", "<", deep)],
-            notes=["ResNet-110: DRL's basic blocks, option-A shortcuts. ResNet-164: IM's pre-activation bottleneck "
-                   "blocks, projection shortcuts where the shape changes. Same recipe, seed and data order."],
-            setup_rows=[("models", f"{deep} (v1), {v2} (pre-activation)")])
-
-    im_specs = [RunSpec(f"resnet{d[110]}", 0, f"resnet{d[110]}", f"ResNet-{d[110]}"),
-                RunSpec(v2, 0, v2, f"ResNet-{d[164]} (pre-act)")]
-
-    def write_im(exp_dir: Path, base: TrainConfig, arguments: dict, log: Log):
-        return run_comparison(im_comparison(base), exp_dir, base, {**arguments, "recipe": "paper", "seeds": [0]},
-                              log=log)
-
-    seeds = degradation_comparison(fig6, [0, 1, 2], resolve_config("paper"))
-    seed_specs = [spec for spec in seeds.specs if spec.model.startswith("resnet")]
-
-    def write_seeds(exp_dir: Path, base: TrainConfig, arguments: dict, log: Log):
-        comparison = degradation_comparison(fig6, [0, 1, 2], base)
-        comparison = dataclasses.replace(
-            comparison, specs=seed_specs, panels=[p for p in comparison.panels if p[0] == "ResNets"],
-            claims=[c for c in comparison.claims if c.left.startswith("resnet") and c.right.startswith("resnet")],
-            title="ResNet-20 and ResNet-56 over 3 seeds (DRL Table 6)", setup_rows=[("models", "ResNet-20 / 56")])
-        return run_comparison(comparison, exp_dir, base, {**arguments, "recipe": "paper", "seeds": [0, 1, 2]},
-                              log=log)
-
-    fig7_runs = [f"plain{d[20]}", f"plain{d[56]}", f"resnet{d[20]}", f"resnet{d[56]}", f"resnet{d[110]}"]
-
-    def write_fig7(exp_dir: Path, base: TrainConfig, arguments: dict, log: Log):
-        runs = [exp_dir.parent / "runs" / f"{name}-seed0" for name in dict.fromkeys(fig7_runs)]
-        return run_responses(runs, exp_dir, images=64 if smoke else 1000, arguments=arguments, log=log)
-
-    return [
-        Stage("fig6", degradation_comparison(fig6, [0], resolve_config("paper")).specs, degradation(fig6, [0]),
-              alone=True),
-        Stage("table6", degradation_comparison(table6, [0], resolve_config("paper")).specs, degradation(table6, [0])),
-        Stage("fig7", [], write_fig7, needs=[f"{name}-seed0" for name in dict.fromkeys(fig7_runs)]),
-        Stage("im", im_specs, write_im),
-        Stage("seeds", seed_specs, write_seeds),
-    ]
-
-
-def base_config(data: str, smoke: bool) -> TrainConfig:
-    changes = {"data": data, "tensorboard": False, "keep_checkpoints": 1, "log_every": 100}
-    if smoke:
-        changes.update(iterations=6, batch_size=16, val_split=12, log_every=2)
-    return resolve_config("paper", overrides=changes)
-
-
-def state_bytes(model: str, with_optimizer: bool = True) -> int:
-    """What one run's checkpoint weighs: fp32 weights (+ the momentum buffers while it trains), plus records."""
-    params = sum(t.numel() for t in create_model(model).state_dict().values())
-    return params * 4 * (2 if with_optimizer else 1) + MiB // 4
 
 
 class Slice:
@@ -307,86 +211,27 @@ def kept_bytes(s: Slice, needed: set[str], specs: dict[str, RunSpec], base: Trai
                if name in specs and is_done(s.work / "runs" / name, specs[name].config(base)))
 
 
-def pack(s: Slice, out: Path, base: TrainConfig, needed: set[str], specs: dict[str, RunSpec]) -> list[Path]:
+def pack(s: Slice, out: Path, base: TrainConfig, stages: list[Stage], specs: dict[str, RunSpec]) -> list[Path]:
     """state-NN.tar (what the next slice needs), weights-NN.tar (published this slice), results.tar."""
-    members: list[tuple[Path, int]] = []
-    for path in sorted(s.work.rglob("*")):
-        relative = path.relative_to(s.work)
-        parts = relative.parts
-        if (path.is_symlink() or path.is_dir() or path.name == ".lock" or "tensorboard" in parts
-                or (parts[0] == "weights" and path.name != "index.json")):  # the index accumulates over slices
-            continue
-        if parts[0] == "runs" and len(parts) > 4:
-            name = parts[1]
-            if parts[2] == "checkpoints":
-                finished = name in specs and is_done(s.work / "runs" / name, specs[name].config(base))
-                newest = list_checkpoints(s.work / "runs" / name)
-                if not newest or parts[3] != newest[0].name or (finished and name not in needed):
-                    continue
-                if finished and path.name != "model.safetensors":
-                    continue  # a finished run is never resumed: its weights are all a later part reads
-        members.append((relative, path.stat().st_size))
-    state = bins(members)
-    fresh = [(Path("weights") / v["file"], (s.work / "weights" / v["file"]).stat().st_size)
-             for v in s.record["published"].values() if not v["packed"]]
+    def finished(name: str) -> bool:
+        return name in specs and is_done(s.work / "runs" / name, specs[name].config(base))
+
+    fresh = [Path("weights") / v["file"] for v in s.record["published"].values() if not v["packed"]]
     if fresh:
-        fresh.append((Path("weights") / "index.json", (s.work / "weights" / "index.json").stat().st_size))
-    weights = bins(fresh)
-    if len(state) + len(weights) + 1 > FILES:
-        raise RuntimeError(f"the state needs {len(state)} files and the weights {len(weights)}: more than {FILES}")
-    written = []
-    for prefix, groups in (("state", state), ("weights", weights)):
-        for index, group in enumerate(groups, 1):
-            written.append(write_tar(out / f"{prefix}-{index:02d}.tar", s.work, [m for m, _ in group]))
-    for value in s.record["published"].values():
-        value["packed"] = True
-    s.save()
-    results = [p.relative_to(s.work) for stage in ("fig6", "table6", "fig7", "im", "seeds")
-               for p in sorted((s.work / stage).rglob("*")) if p.is_file() and not p.is_symlink()]
+        fresh.append(Path("weights") / "index.json")
+    results = [p.relative_to(s.work) for stage in stages
+               for p in sorted((s.work / stage.name).rglob("*")) if p.is_file() and not p.is_symlink()]
     results += [Path(name) for name in ("report.md", "report.html", "plan.json", "plan.log")
                 if (s.work / name).exists()]
-    written.append(write_tar(out / "results.tar", s.work, results))
+    for value in s.record["published"].values():
+        value["packed"] = True
+    s.save()  # before packing: the record that travels says these weights have come back
+    needed = needed_checkpoints(s, stages, base, specs)
+    written = write_packs(out, s.work, state_members(s.work, finished, needed), sized(s.work, fresh), results)
     total = sum(path.stat().st_size for path in written)
-    too_big = [p.name for p in written if p.stat().st_size > FILE_LIMIT]
-    if too_big or total > TOTAL_LIMIT:
-        raise RuntimeError(f"packed files too large ({too_big}, {total / MiB:.1f} MiB in all)")
     s.log(f"packed {len(written)} files, {total / MiB:.1f} MiB: " + ", ".join(
         f"{p.name} {p.stat().st_size / MiB:.1f}" for p in written))
     return written
-
-
-def bins(members: list[tuple[Path, int]]) -> list[list[tuple[Path, int]]]:
-    """Members grouped into tar files of at most PART bytes each, first fit by decreasing size."""
-    groups: list[tuple[int, list[tuple[Path, int]]]] = []
-    for member in sorted(members, key=lambda m: -m[1]):
-        if member[1] > PART:
-            raise RuntimeError(f"{member[0]} ({member[1] / MiB:.1f} MiB) does not fit one file")
-        for index, (size, group) in enumerate(groups):
-            if size + member[1] <= PART:
-                group.append(member)
-                groups[index] = (size + member[1], group)
-                break
-        else:
-            groups.append((member[1], [member]))
-    return [group for _, group in groups]
-
-
-def write_tar(path: Path, root: Path, members: list[Path]) -> Path:
-    temporary = path.with_suffix(".tmp")
-    with tarfile.open(temporary, "w") as archive:
-        for member in members:
-            archive.add(root / member, arcname=str(member), recursive=False)
-    temporary.replace(path)
-    return path
-
-
-def unpack(state: Path, work: Path, log: Log) -> None:
-    """The previous slice's state-*.tar (and weights index) into an empty work directory."""
-    archives = sorted(state.glob("state-*.tar")) + sorted(state.glob("weights-*.tar"))
-    for archive in archives:
-        with tarfile.open(archive) as handle:
-            handle.extractall(work, filter="data")  # refuses links, absolute paths and '..'
-    log(f"unpacked {len(archives)} files from {state}")
 
 
 def run_slice(args: argparse.Namespace, log: Log = print) -> int:
@@ -394,7 +239,7 @@ def run_slice(args: argparse.Namespace, log: Log = print) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if args.state and not work.exists():
         work.mkdir(parents=True)
-        unpack(Path(args.state), work, log)
+        log(f"unpacked {unpack(Path(args.state), work)} files from {args.state}")
     work.mkdir(parents=True, exist_ok=True)
     s = Slice(work, args.budget, log)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # where the runs train (device = auto)
@@ -460,14 +305,14 @@ def run_slice(args: argparse.Namespace, log: Log = print) -> int:
         training_over.set()
         timer.join()
         signal.signal(signal.SIGTERM, previous_handler)
-    done = [work / name for name in ("fig6", "table6", "fig7", "im", "seeds") if name in s.record["stages_done"]]
+    done = [work / stage.name for stage in stages if stage.name in s.record["stages_done"]]
     if done:
         build_report(done, work / "report.md")
     remaining = [name for name, spec in specs.items() if not is_done(work / "runs" / name, spec.config(base))]
     s.record["slices"][-1].update(seconds=time.perf_counter() - s.started, remaining_runs=remaining,
                                   stages_done=list(s.record["stages_done"]))
     s.save()
-    pack(s, out, base, needed_checkpoints(s, stages, base, specs), specs)
+    pack(s, out, base, stages, specs)
     finished_all = not remaining and len(s.record["stages_done"]) == len(stages)
     s.log("plan finished" if finished_all else f"slice ended; {len(remaining)} runs left: run again with "
           f"--state pointing at the files of {out}")

@@ -4,6 +4,7 @@ from those files alone on a fresh working folder until every experiment is writt
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import sys
 import tarfile
@@ -19,6 +20,7 @@ PLAN = Path(__file__).resolve().parents[1] / "benchmarks" / "evidence_plan.py"
 
 @pytest.fixture(scope="module")
 def plan():
+    sys.path.insert(0, str(PLAN.parent))  # its sibling modules, as when it runs as a script
     spec = importlib.util.spec_from_file_location("evidence_plan", PLAN)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
@@ -78,3 +80,24 @@ def test_the_plan_runs_in_slices_that_continue_from_their_packed_files(plan, tmp
     # finished runs travel without their checkpoints once nothing reads them any more
     with tarfile.open(sorted(out2.glob("state-*.tar"))[0]) as archive:
         assert not [n for n in archive.getnames() if "checkpoints" in n]
+
+
+def test_weights_published_in_one_slice_come_back_once_and_the_next_slice_continues(plan, tmp_path, tiny_data):
+    """The next slice gets only state-*.tar back (benchmarks/README.md: the weights are kept apart), so it must know
+    that the nets published before it have been packed already, and neither pack them again nor look for them."""
+    out1, _ = run(plan, tmp_path, tiny_data, "slice1", stop_on="published ")
+    with tarfile.open(next(out1.glob("weights-*.tar"))) as archive:
+        first = {n for n in archive.getnames() if n.endswith(".safetensors")}
+    assert first
+    (tmp_path / "state1").mkdir()
+    for archive_path in out1.glob("state-*.tar"):
+        shutil.copy(archive_path, tmp_path / "state1")
+    out2, work2 = run(plan, tmp_path, tiny_data, "slice2", state="state1")
+    record = json.loads((work2 / "plan.json").read_text())
+    assert record["stages_done"] == ["fig6", "table6", "fig7", "im", "seeds"]
+    later = set()
+    for archive_path in out2.glob("weights-*.tar"):
+        with tarfile.open(archive_path) as archive:
+            later |= {n for n in archive.getnames() if n.endswith(".safetensors")}
+    assert later and not later & first
+    assert len(first | later) == 7 == len(read_index(work2 / "weights"))
